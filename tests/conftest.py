@@ -1,0 +1,25 @@
+"""Shared fixtures. Tests never touch the network: the hub is switched off before any import."""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import pytest  # noqa: E402
+
+from .sd_fixtures import save_tiny_stable_diffusion  # noqa: E402
+from .shapes_fixtures import tiny_shapes_pipeline  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_dir(tmp_path_factory):
+    """A random-weight Stable Diffusion 1.x-architecture pipeline saved with save_pretrained."""
+    return save_tiny_stable_diffusion(tmp_path_factory.mktemp("tiny-sd"))
+
+
+@pytest.fixture(scope="session")
+def tiny_shapes():
+    """A random-weight ShapesPipeline at small width (fast; no concepts)."""
+    return tiny_shapes_pipeline()

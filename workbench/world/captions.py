@@ -1,0 +1,89 @@
+"""The caption grammar: factors -> caption -> factors.
+
+    caption := "a" object ["and" "a" object] "on" "a" background "background"
+    object  := size color shape
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .vocabulary import BACKGROUNDS, COLORS, SHAPES, SIZES, vocabulary
+
+
+class CaptionError(ValueError):
+    """A caption that the ShapesWorld grammar cannot read."""
+
+
+@dataclass(frozen=True)
+class ObjectWords:
+    """The factors a caption states about one object."""
+
+    size: str
+    color: str
+    shape: str
+
+
+@dataclass(frozen=True)
+class CaptionFactors:
+    """Everything a caption states: its objects in order of mention and the background."""
+
+    objects: tuple[ObjectWords, ...]
+    background: str
+
+
+def object_phrase(obj: ObjectWords) -> str:
+    return f"a {obj.size} {obj.color} {obj.shape}"
+
+
+def make_caption(factors: CaptionFactors) -> str:
+    """The caption for `factors`, e.g. 'a small red circle on a gray background'."""
+    objects = " and ".join(object_phrase(o) for o in factors.objects)
+    return f"{objects} on a {factors.background} background"
+
+
+def parse_caption(caption: str) -> CaptionFactors:
+    """Read a caption back into its factors.
+
+    Raises:
+        CaptionError: naming an unknown word and the vocabulary, or where the grammar breaks.
+    """
+    words = caption.lower().split()
+    known = set(vocabulary())
+    for word in words:
+        if word not in known:
+            raise CaptionError(
+                f"unknown word {word!r} in caption {caption!r}; "
+                f"the ShapesWorld vocabulary is: {', '.join(vocabulary())}"
+            )
+    pos = 0
+
+    def take(expected: dict | tuple | str, what: str) -> str:
+        nonlocal pos
+        if pos >= len(words):
+            raise CaptionError(f"caption {caption!r} ends where {what} was expected")
+        word = words[pos]
+        ok = word == expected if isinstance(expected, str) else word in expected
+        if not ok:
+            raise CaptionError(f"caption {caption!r}: expected {what} at word {pos + 1}, got {word!r}")
+        pos += 1
+        return word
+
+    objects = []
+    while True:
+        take("a", "'a'")
+        size = take(SIZES, f"a size ({', '.join(SIZES)})")
+        color = take(COLORS, f"a color ({', '.join(COLORS)})")
+        shape = take(SHAPES, f"a shape ({', '.join(SHAPES)})")
+        objects.append(ObjectWords(size, color, shape))
+        if pos < len(words) and words[pos] == "and":
+            pos += 1
+            continue
+        break
+    take("on", "'on'")
+    take("a", "'a'")
+    background = take(BACKGROUNDS, f"a background ({', '.join(BACKGROUNDS)})")
+    take("background", "'background'")
+    if pos != len(words):
+        raise CaptionError(f"caption {caption!r} has extra words after 'background': {words[pos:]}")
+    return CaptionFactors(tuple(objects), background)
