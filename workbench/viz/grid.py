@@ -26,7 +26,7 @@ def scene_grid(
     object_masks: Sequence[np.ndarray],
     generated: Sequence[np.ndarray] | None = None,
     scale: int = 4,
-    caption_width: int = 430,
+    caption_width: int = 340,
 ) -> Image.Image:
     """Compose the grid.
 

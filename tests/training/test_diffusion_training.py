@@ -1,0 +1,57 @@
+import json
+
+import torch
+
+from workbench.models.loading import load_pipeline
+from workbench.training.checkpoint import load_state
+from workbench.training.diffusion import DiffusionTrainingConfig, draw_batch, min_snr_weights, train_diffusion
+
+from ..shapes_fixtures import TINY_CONFIG
+
+CFG = DiffusionTrainingConfig(steps=3, batch_size=4, checkpoint_every=2, warmup_steps=2)
+
+
+def test_batches_are_a_function_of_seed_and_step():
+    a_images, a_captions = draw_batch(5, CFG, 32)
+    b_images, b_captions = draw_batch(5, CFG, 32)
+    c_images, _ = draw_batch(6, CFG, 32)
+    assert torch.equal(a_images, b_images) and a_captions == b_captions
+    assert not torch.equal(a_images, c_images)
+    assert a_images.shape == (4, 3, 32, 32) and a_images.min() >= -1 and a_images.max() <= 1
+
+
+def test_resumed_training_equals_uninterrupted_training(tmp_path):
+    straight = tmp_path / "straight"
+    train_diffusion(straight, CFG, TINY_CONFIG)
+    resumed = tmp_path / "resumed"
+    train_diffusion(resumed, DiffusionTrainingConfig(**{**CFG.__dict__, "steps": 2}), TINY_CONFIG)
+    assert load_state(resumed / "checkpoint.pt")["step"] == 2
+    train_diffusion(resumed, CFG, TINY_CONFIG)
+    a, b = load_state(straight / "checkpoint.pt"), load_state(resumed / "checkpoint.pt")
+    assert a["step"] == b["step"] == 3
+    for key in a["unet"]:
+        assert torch.equal(a["unet"][key], b["unet"][key]), key
+    log = [json.loads(line) for line in (resumed / "log.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in log] == [1, 2, 3]
+
+
+def test_exported_pipeline_loads_and_holds_the_ema_weights(tmp_path):
+    folder = train_diffusion(tmp_path, CFG, TINY_CONFIG)
+    pipe = load_pipeline(folder)
+    state = load_state(tmp_path / "checkpoint.pt")
+    for key, value in pipe.unet.state_dict().items():
+        assert torch.equal(value, state["ema_unet"][key]), key
+    assert not (tmp_path / ".pipeline.old").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_min_snr_weights_cap_low_noise_steps():
+    from workbench.models.shapes_pipeline import build_components
+
+    scheduler = build_components(TINY_CONFIG)["scheduler"]
+    t = torch.tensor([0, 500, 999])
+    weights = min_snr_weights(scheduler, t, gamma=5.0)
+    snr = scheduler.alphas_cumprod[t] / (1 - scheduler.alphas_cumprod[t])
+    expected = torch.minimum(snr, torch.tensor(5.0)) / snr
+    assert torch.allclose(weights, expected)
+    assert weights[0] < 1.0 and weights[2] == 1.0
