@@ -23,7 +23,7 @@ import workbench
 from workbench.models.classifier import ShapesClassifier
 from workbench.models.judge import judge_images
 from workbench.models.loading import embedded_path, load_pipeline
-from workbench.training.checkpoint import atomic_path
+from workbench.files import atomic_path
 from workbench.world import sample_scenes
 
 RESULT = Path(__file__).parent / "results" / "world_quality.json"

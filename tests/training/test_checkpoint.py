@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from workbench.training.checkpoint import atomic_path, load_state, save_state
+from workbench.files import atomic_path
+from workbench.training.checkpoint import load_state, save_state
 
 
 def test_interrupted_write_leaves_the_old_file_and_no_debris(tmp_path):

@@ -98,7 +98,7 @@ def load_pipeline(
         ) from error
     pipeline_class = LOCAL_PIPELINE_CLASSES.get(class_name, DiffusionPipeline)
     try:
-        pipe = pipeline_class.from_pretrained(path, torch_dtype=dtype, local_files_only=True)
+        pipe = pipeline_class.from_pretrained(path, dtype=dtype, local_files_only=True)
     except (OSError, ValueError, AttributeError, ImportError, KeyError, RuntimeError) as error:
         raise PipelineLoadError(
             f"load_pipeline: could not load the {class_name} pipeline in {path}: {error}"

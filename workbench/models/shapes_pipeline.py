@@ -105,6 +105,12 @@ class ShapesPipeline(DiffusionPipeline):
     ):
         super().__init__()
         self.register_modules(unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
+        self._guidance_scale = 1.0
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        """Whether the running call batches [unconditional, conditional] (as diffusers' SD does)."""
+        return self._guidance_scale > 1.0
 
     def tokenize(self, prompts: Sequence[str]) -> torch.Tensor:
         """Token ids (batch, max_length), padded and truncated like Stable Diffusion's."""
@@ -154,7 +160,9 @@ class ShapesPipeline(DiffusionPipeline):
             raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
         if output_type not in ("pil", "np", "pt"):
             raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
-        guided = guidance_scale > 1.0
+        self._guidance_scale = guidance_scale
+        guided = self.do_classifier_free_guidance
+        # The prompt is encoded before the empty prompt, as in diffusers' pipelines.
         conditional = self.encode_prompt(prompts)
         context = torch.cat([self.encode_prompt([""] * len(prompts)), conditional]) if guided else conditional
 

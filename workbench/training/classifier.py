@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from ..models.classifier import HEADS, ShapesClassifier
 from ..world.scenes import sample_scene
-from .checkpoint import atomic_path
+from ..files import atomic_path
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 
 from ..models.shapes_pipeline import ShapesModelConfig, ShapesPipeline, build_components
 from ..world.scenes import Scene, sample_scene
-from .checkpoint import atomic_path, load_state, save_state
+from ..files import atomic_path
+from .checkpoint import load_state, save_state
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,22 @@
+"""Capture: attention maps (and activations) from a diffusers pipeline, without changing its output."""
+
+from .architectures import ARCHITECTURES, AttentionLayer, LayerSelectionError, attention_layers
+from .maps import AttentionMaps, PromptTokens
+from .store import CaptureMemoryError
+from .tokens import WordNotFoundError, WordSpan, align_words
+from .tracing import Trace, trace
+
+__all__ = [
+    "ARCHITECTURES",
+    "AttentionLayer",
+    "AttentionMaps",
+    "CaptureMemoryError",
+    "LayerSelectionError",
+    "PromptTokens",
+    "Trace",
+    "WordNotFoundError",
+    "WordSpan",
+    "align_words",
+    "attention_layers",
+    "trace",
+]

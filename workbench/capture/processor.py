@@ -1,0 +1,91 @@
+"""The capture processor: wraps a layer's own attention processor and computes its attention
+probabilities on the side.
+
+The wrapped processor runs untouched, so the pipeline's output is bit-identical. Its query and
+key projections are read by forward hooks on `to_q` / `to_k` while it runs (no projection is
+computed twice); the probabilities softmax(q k^T * scale) are then formed in float32 for the
+rows asked for only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from .architectures import AttentionLayer
+
+
+def spatial_shape(latent_hw: tuple[int, int], n_queries: int) -> tuple[int, int]:
+    """(y, x) of a layer whose n_queries positions tile a latent of latent_hw, halving per level.
+
+    Raises:
+        ValueError: if n_queries is no downsampling of the latent.
+    """
+    height, width = latent_hw
+    factor = 1
+    while factor <= max(height, width):
+        h, w = math.ceil(height / factor), math.ceil(width / factor)
+        if h * w == n_queries:
+            return h, w
+        factor *= 2
+    raise ValueError(f"{n_queries} attention queries do not tile a {height}x{width} latent at any power-of-two scale")
+
+
+class CaptureProcessor:
+    """Attention processor that defers to `original` and reports probabilities to `sink`.
+
+    `sink(layer, attn, probabilities, n_queries)` receives float32 (rows, heads, queries, keys).
+    `rows()` says which batch rows to capture (None: this call is not captured).
+    """
+
+    def __init__(
+        self,
+        original,
+        layer: AttentionLayer,
+        rows: Callable[[int], slice | None],
+        sink: Callable[[AttentionLayer, torch.Tensor], None],
+    ):
+        self.original = original
+        self.layer = layer
+        self.rows = rows
+        self.sink = sink
+        self.query: torch.Tensor | None = None
+        self.key: torch.Tensor | None = None
+
+    # Forward hooks on attn.to_q / attn.to_k store the projections here.
+    def keep_query(self, module, inputs, output) -> None:
+        self.query = output
+
+    def keep_key(self, module, inputs, output) -> None:
+        self.key = output
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
+        self.query = self.key = None
+        output = self.original(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+        query, key = self.query, self.key
+        self.query = self.key = None
+        if query is not None and key is not None:
+            rows = self.rows(query.shape[0])
+            if rows is not None:
+                self.sink(self.layer, self._probabilities(attn, query[rows], key[rows], attention_mask, rows))
+        return output
+
+    @staticmethod
+    def _probabilities(attn, query, key, attention_mask, rows) -> torch.Tensor:
+        heads = attn.heads
+        batch, n_queries, inner = query.shape
+        head_dim = inner // heads
+        q = query.view(batch, n_queries, heads, head_dim).transpose(1, 2)
+        k = key.view(batch, key.shape[1], heads, head_dim).transpose(1, 2)
+        if getattr(attn, "norm_q", None) is not None:
+            q = attn.norm_q(q)
+        if getattr(attn, "norm_k", None) is not None:
+            k = attn.norm_k(k)
+        scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) * (1.0 / math.sqrt(head_dim))
+        if attention_mask is not None:
+            mask = attn.prepare_attention_mask(attention_mask, key.shape[1], attention_mask.shape[0])
+            mask = mask.view(attention_mask.shape[0], heads, -1, mask.shape[-1])[rows]
+            scores = scores + mask.float()
+        return scores.softmax(dim=-1)

@@ -1,0 +1,204 @@
+"""`trace(pipe)`: capture attention (and later activations) during one pipeline call.
+
+    with workbench.trace(pipe, layers="all") as tr:
+        out = pipe(prompts, generator=g)
+    maps = tr.attention_maps()
+    maps.word("red", prompt=0)       # (y, x) heat map at image resolution
+
+Hooks go only through diffusers' attention-processor extension point and module forward hooks;
+the pipeline's own processors come back on exit, also after an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from typing import Iterator, Literal, Sequence
+
+import psutil
+import torch
+
+from .architectures import AttentionLayer, attention_layers, denoiser_of, select_layers
+from .maps import AttentionMaps, PromptTokens
+from .processor import CaptureProcessor, spatial_shape
+from .store import AttentionStore, CaptureMemoryError
+
+logger = logging.getLogger(__name__)
+
+Guidance = Literal["cond", "uncond"]
+LayerSelection = str | Sequence[str] | None
+
+
+class Trace:
+    """The state of one trace; ask it for `attention_maps()` after the pipeline call."""
+
+    def __init__(
+        self,
+        pipe,
+        layers: LayerSelection = "all",
+        self_layers: LayerSelection = None,
+        heads: Literal["mean", "keep"] = "mean",
+        steps: Literal["all"] | range | Sequence[int] = "all",
+        per_step: bool = False,
+        guidance: Guidance = "cond",
+        memory_fraction: float = 0.8,
+    ):
+        if heads not in ("mean", "keep"):
+            raise ValueError(f"heads must be 'mean' or 'keep', got {heads!r}")
+        if guidance not in ("cond", "uncond"):
+            raise ValueError(f"guidance must be 'cond' (conditional half) or 'uncond', got {guidance!r}")
+        self.pipe = pipe
+        self.denoiser = denoiser_of(pipe)
+        all_layers = attention_layers(self.denoiser)
+        self.layers: list[AttentionLayer] = select_layers(all_layers, layers, "cross") + select_layers(
+            all_layers, self_layers, "self"
+        )
+        if not self.layers:
+            raise ValueError("nothing to capture: both layers and self_layers select no layer")
+        self.steps = steps
+        self.guidance = guidance
+        self.memory_fraction = memory_fraction
+        self.store = AttentionStore(keep_heads=heads == "keep", per_step=per_step)
+        self.step = -1
+        self.captured_steps: list[int] = []
+        self.timesteps: list[float] = []
+        self.latent_hw: tuple[int, int] | None = None
+        self.prompt_ids: torch.Tensor | None = None
+        self.estimated_bytes: int | None = None
+        self._rows: slice | None = None
+
+    # --- hooks -------------------------------------------------------------------------
+    def _on_text_encoder(self, module, args, kwargs) -> None:
+        if self.step >= 0:
+            raise RuntimeError("a trace covers one pipeline call; open a new `with trace(pipe)` for the next call")
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if self.prompt_ids is None and ids is not None:  # diffusers encodes the prompt before the negative prompt
+            self.prompt_ids = ids.detach().cpu()
+
+    def _on_denoiser(self, module, args, kwargs) -> None:
+        sample = kwargs.get("sample", args[0] if args else None)
+        timestep = kwargs.get("timestep", args[1] if len(args) > 1 else None)
+        self._check_memory_after_first_step()
+        self.step += 1
+        self.latent_hw = tuple(sample.shape[-2:])
+        wanted = self.steps == "all" or self.step in self.steps
+        self._rows = self._guidance_rows(sample.shape[0]) if wanted else None
+        if wanted:
+            self.captured_steps.append(self.step)
+            self.timesteps.append(float(timestep.flatten()[0]) if torch.is_tensor(timestep) else float(timestep))
+
+    def _guidance_rows(self, batch: int) -> slice:
+        guided = bool(getattr(self.pipe, "do_classifier_free_guidance", False))
+        if not guided:
+            if self.guidance == "uncond":
+                raise ValueError("guidance='uncond' asked for, but this call runs without classifier-free guidance")
+            return slice(0, batch)
+        half = batch // 2
+        return slice(half, batch) if self.guidance == "cond" else slice(0, half)
+
+    def _sink(self, layer: AttentionLayer, probabilities: torch.Tensor) -> None:
+        shape = spatial_shape(self.latent_hw, probabilities.shape[2])
+        self.store.add(layer.path, probabilities, shape)
+
+    def _check_memory_after_first_step(self) -> None:
+        """In per-step mode, size the whole store once one step's size is known."""
+        if not self.store.per_step or self.estimated_bytes is not None or not self.store.steps:
+            return
+        timesteps = getattr(getattr(self.pipe, "scheduler", None), "timesteps", None)
+        total_steps = len(timesteps) if timesteps is not None else 1
+        wanted = total_steps if self.steps == "all" else len([s for s in self.steps if s < total_steps])
+        self.estimated_bytes = self.store.nbytes_per_step() * wanted
+        available = psutil.virtual_memory().available * self.memory_fraction
+        logger.info("per-step attention storage: %.1f MB for %d steps", self.estimated_bytes / 2**20, wanted)
+        if self.estimated_bytes > available:
+            raise CaptureMemoryError(
+                f"per-step attention storage would take {self.estimated_bytes / 2**30:.2f} GiB for {wanted} steps, "
+                f"more than the {available / 2**30:.2f} GiB available; capture fewer layers or steps, "
+                "use heads='mean', or use the streaming default (per_step=False)"
+            )
+
+    # --- results -----------------------------------------------------------------------
+    def attention_maps(self, prompts: Sequence[str] | None = None) -> AttentionMaps:
+        """The captured maps with their labels.
+
+        Args:
+            prompts: the prompts as written, for word lookup; by default they are decoded
+                from the token ids the text encoder saw.
+
+        Raises:
+            RuntimeError: if nothing was captured (no pipeline call inside the trace).
+        """
+        if not self.store.sums and not self.store.steps:
+            raise RuntimeError("nothing was captured: call the pipeline inside the `with trace(pipe)` block")
+        tokens = PromptTokens.from_pipeline(self.pipe, self.prompt_ids, prompts)
+        scale = getattr(self.pipe, "vae_scale_factor", 1)
+        return AttentionMaps(
+            maps=self.store.result(),
+            layers=[layer for layer in self.layers if layer.path in self.store.shapes],
+            tokens=tokens,
+            image_size=(self.latent_hw[0] * scale, self.latent_hw[1] * scale),
+            steps=list(self.captured_steps),
+            timesteps=list(self.timesteps),
+            per_step=self.store.per_step,
+            heads_kept=self.store.keep_heads,
+            guidance=self.guidance,
+        )
+
+
+@contextmanager
+def trace(
+    pipe,
+    layers: LayerSelection = "all",
+    self_layers: LayerSelection = None,
+    heads: Literal["mean", "keep"] = "mean",
+    steps: Literal["all"] | range | Sequence[int] = "all",
+    per_step: bool = False,
+    guidance: Guidance = "cond",
+) -> Iterator[Trace]:
+    """Capture attention during the pipeline calls inside the block.
+
+    Args:
+        pipe: any diffusers pipeline whose denoiser is a UNet2DConditionModel.
+        layers: cross-attention layers: "all", a short name or prefix ("down.1", "mid",
+            "up.2.0"), a module path, or a list of these; None for none.
+        self_layers: self-attention layers, selected the same way (default: none).
+        heads: "mean" averages heads as they are captured; "keep" keeps them.
+        steps: "all", or the step indices (0 = first denoising step) to capture.
+        per_step: keep each step instead of the running mean (memory is checked first).
+        guidance: with classifier-free guidance, capture the conditional ("cond") or the
+            unconditional ("uncond") half of the batch.
+
+    Yields:
+        The Trace; call `attention_maps()` on it after the pipeline call.
+
+    Raises:
+        LayerSelectionError: a selector matching no layer (the valid names are listed).
+        ValueError: a pipeline without a known cross-attention denoiser, or bad options.
+        CaptureMemoryError: per-step storage that would exceed available memory.
+    """
+    tr = Trace(pipe, layers, self_layers, heads, steps, per_step, guidance)
+    originals = tr.denoiser.attn_processors
+    wanted = {layer.path: layer for layer in tr.layers}
+    processors, handles = {}, []
+    modules = dict(tr.denoiser.named_modules())
+    try:
+        for key, original in originals.items():
+            path = key.removesuffix(".processor")
+            if path not in wanted:
+                processors[key] = original
+                continue
+            wrapper = CaptureProcessor(original, wanted[path], lambda batch: tr._rows, tr._sink)
+            processors[key] = wrapper
+            attn = modules[path]
+            handles.append(attn.to_q.register_forward_hook(wrapper.keep_query))
+            handles.append(attn.to_k.register_forward_hook(wrapper.keep_key))
+        tr.denoiser.set_attn_processor(processors)
+        handles.append(tr.denoiser.register_forward_pre_hook(tr._on_denoiser, with_kwargs=True))
+        text_encoder = getattr(pipe, "text_encoder", None)
+        if text_encoder is not None:
+            handles.append(text_encoder.register_forward_pre_hook(tr._on_text_encoder, with_kwargs=True))
+        yield tr
+    finally:
+        for handle in handles:
+            handle.remove()
+        tr.denoiser.set_attn_processor(originals)
