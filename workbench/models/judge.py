@@ -16,12 +16,8 @@ import pandas as pd
 import torch
 
 from ..world.captions import parse_caption
-from ..world.segmentation import color_areas, color_regions, segment_by_palette
+from ..world.segmentation import object_masks_by_color, segment_by_palette
 from .classifier import ShapesClassifier
-
-# A colour counts as drawn when it covers at least this many pixels (a small object has ~50).
-MIN_PIXELS = 12
-
 
 @dataclass(frozen=True)
 class QualityReport:
@@ -38,22 +34,6 @@ class QualityReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _object_masks(labels: np.ndarray, colors: Sequence[str]) -> list[np.ndarray | None]:
-    """One mask per object (None where its colour was not drawn among the top colours)."""
-    areas = color_areas(labels)
-    ranked = [c for c, a in sorted(areas.items(), key=lambda kv: -kv[1]) if a >= MIN_PIXELS]
-    drawn = set(ranked[: len(colors)])
-    masks: list[np.ndarray | None] = [None] * len(colors)
-    for color in set(colors):
-        indices = [i for i, c in enumerate(colors) if c == color]
-        if color not in drawn:
-            continue
-        regions = color_regions(labels, color, len(indices))
-        for i, region in zip(indices, regions):
-            masks[i] = region if region.sum() >= MIN_PIXELS // len(indices) else None
-    return masks
 
 
 @torch.no_grad()
@@ -78,7 +58,7 @@ def judge_images(
     rows, batch_images, batch_masks = [], [], []
     for index, (image, caption) in enumerate(zip(images, captions)):
         factors = parse_caption(caption)
-        masks = _object_masks(segment_by_palette(image), [o.color for o in factors.objects])
+        masks = object_masks_by_color(segment_by_palette(image), [o.color for o in factors.objects])
         for number, (obj, mask) in enumerate(zip(factors.objects, masks)):
             rows.append(
                 {"image": index, "object": number, "n_objects": len(factors.objects), "caption": caption,

@@ -7,6 +7,8 @@ on generated images too, which are close to but never exactly the palette.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 from scipy import ndimage
 
@@ -15,6 +17,8 @@ from .vocabulary import COLORS
 BACKGROUND_LABEL = -1
 # max(R,G,B) - min(R,G,B) below this (0..255 scale) is background; every palette colour is >= 130.
 SATURATION_THRESHOLD = 60
+# A colour counts as drawn when it covers at least this many pixels (a small object has ~50).
+MIN_PIXELS = 12
 
 
 def _as_uint8(image: np.ndarray) -> np.ndarray:
@@ -56,3 +60,23 @@ def color_regions(labels: np.ndarray, color: str, count: int) -> list[np.ndarray
     sizes = ndimage.sum(mask, components, range(1, n + 1))
     order = np.argsort(sizes)[::-1][:count]
     return [components == (i + 1) for i in order]
+
+
+def object_masks_by_color(labels: np.ndarray, colors: Sequence[str]) -> list[np.ndarray | None]:
+    """The region of each object a caption names, found by its colour in a label map.
+
+    A colour counts as drawn if it is among the len(colors) largest colours and covers at least
+    MIN_PIXELS; objects sharing a colour get its largest blobs. None where not drawn.
+    """
+    areas = color_areas(labels)
+    ranked = [c for c, a in sorted(areas.items(), key=lambda kv: -kv[1]) if a >= MIN_PIXELS]
+    drawn = set(ranked[: len(colors)])
+    masks: list[np.ndarray | None] = [None] * len(colors)
+    for color in set(colors):
+        indices = [i for i, c in enumerate(colors) if c == color]
+        if color not in drawn:
+            continue
+        regions = color_regions(labels, color, len(indices))
+        for i, region in zip(indices, regions):
+            masks[i] = region if region.sum() >= MIN_PIXELS // len(indices) else None
+    return masks
