@@ -1,5 +1,6 @@
 """Capture: attention maps (and activations) from a diffusers pipeline, without changing its output."""
 
+from .activations import Activations
 from .architectures import ARCHITECTURES, AttentionLayer, LayerSelectionError, attention_layers
 from .maps import AttentionMaps, PromptTokens
 from .store import CaptureMemoryError
@@ -7,6 +8,7 @@ from .tokens import WordNotFoundError, WordSpan, align_words
 from .tracing import Trace, trace
 
 __all__ = [
+    "Activations",
     "ARCHITECTURES",
     "AttentionLayer",
     "AttentionMaps",

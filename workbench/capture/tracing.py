@@ -18,6 +18,7 @@ from typing import Iterator, Literal, Sequence
 import psutil
 import torch
 
+from .activations import ActivationRecorder, Activations, Pool, register, resolve_module
 from .architectures import AttentionLayer, attention_layers, denoiser_of, select_layers
 from .maps import AttentionMaps, PromptTokens
 from .processor import CaptureProcessor, spatial_shape
@@ -41,6 +42,8 @@ class Trace:
         steps: Literal["all"] | range | Sequence[int] = "all",
         per_step: bool = False,
         guidance: Guidance = "cond",
+        modules: Sequence[str] | None = None,
+        pool: Pool = "mean",
         memory_fraction: float = 0.8,
     ):
         if heads not in ("mean", "keep"):
@@ -53,8 +56,14 @@ class Trace:
         self.layers: list[AttentionLayer] = select_layers(all_layers, layers, "cross") + select_layers(
             all_layers, self_layers, "self"
         )
-        if not self.layers:
-            raise ValueError("nothing to capture: both layers and self_layers select no layer")
+        if pool not in ("mean", "max", "none"):
+            raise ValueError(f"pool must be 'mean', 'max' or 'none', got {pool!r}")
+        self.modules = [modules] if isinstance(modules, str) else list(modules or [])
+        for name in self.modules:
+            resolve_module(pipe, name)  # fail before generating, naming what exists
+        if not self.layers and not self.modules:
+            raise ValueError("nothing to capture: layers, self_layers and modules select nothing")
+        self.recorder = ActivationRecorder(pool, self._activation_rows)
         self.steps = steps
         self.guidance = guidance
         self.memory_fraction = memory_fraction
@@ -96,6 +105,14 @@ class Trace:
         half = batch // 2
         return slice(half, batch) if self.guidance == "cond" else slice(0, half)
 
+    def _activation_rows(self, name: str, batch: int) -> slice | None:
+        """Denoiser modules follow the attention capture (steps, guidance half); modules of
+        other components are recorded at every call, whole batch (text encoder: call 0 is the
+        prompt, call 1 the negative prompt)."""
+        if getattr(self.pipe, name.split(".")[0], None) is self.denoiser:
+            return self._rows
+        return slice(0, batch)
+
     def _sink(self, layer: AttentionLayer, probabilities: torch.Tensor) -> None:
         shape = spatial_shape(self.latent_hw, probabilities.shape[2])
         self.store.add(layer.path, probabilities, shape)
@@ -129,7 +146,7 @@ class Trace:
             RuntimeError: if nothing was captured (no pipeline call inside the trace).
         """
         if not self.store.sums and not self.store.steps:
-            raise RuntimeError("nothing was captured: call the pipeline inside the `with trace(pipe)` block")
+            raise RuntimeError("no attention was captured: call the pipeline inside the `with trace(pipe)` block, with layers selected")
         tokens = PromptTokens.from_pipeline(self.pipe, self.prompt_ids, prompts)
         scale = getattr(self.pipe, "vae_scale_factor", 1)
         return AttentionMaps(
@@ -144,6 +161,12 @@ class Trace:
             guidance=self.guidance,
         )
 
+    def activations(self) -> Activations:
+        """The recorded module outputs (trace(..., modules=[...]))."""
+        if not self.recorder.records:
+            raise RuntimeError("no activations were recorded: pass modules=[...] to trace() and call the pipeline inside it")
+        return self.recorder.result()
+
 
 @contextmanager
 def trace(
@@ -154,6 +177,8 @@ def trace(
     steps: Literal["all"] | range | Sequence[int] = "all",
     per_step: bool = False,
     guidance: Guidance = "cond",
+    modules: Sequence[str] | None = None,
+    pool: Pool = "mean",
 ) -> Iterator[Trace]:
     """Capture attention during the pipeline calls inside the block.
 
@@ -167,6 +192,9 @@ def trace(
         per_step: keep each step instead of the running mean (memory is checked first).
         guidance: with classifier-free guidance, capture the conditional ("cond") or the
             unconditional ("uncond") half of the batch.
+        modules: modules whose outputs to record, named "component.path" from the pipeline
+            (e.g. "unet.mid_block", "text_encoder.encoder.layers.1").
+        pool: how module outputs are pooled over positions: "mean", "max" or "none".
 
     Yields:
         The Trace; call `attention_maps()` on it after the pipeline call.
@@ -176,11 +204,11 @@ def trace(
         ValueError: a pipeline without a known cross-attention denoiser, or bad options.
         CaptureMemoryError: per-step storage that would exceed available memory.
     """
-    tr = Trace(pipe, layers, self_layers, heads, steps, per_step, guidance)
+    tr = Trace(pipe, layers, self_layers, heads, steps, per_step, guidance, modules, pool)
     originals = tr.denoiser.attn_processors
     wanted = {layer.path: layer for layer in tr.layers}
     processors, handles = {}, []
-    modules = dict(tr.denoiser.named_modules())
+    named = dict(tr.denoiser.named_modules())
     try:
         for key, original in originals.items():
             path = key.removesuffix(".processor")
@@ -189,11 +217,12 @@ def trace(
                 continue
             wrapper = CaptureProcessor(original, wanted[path], lambda batch: tr._rows, tr._sink)
             processors[key] = wrapper
-            attn = modules[path]
+            attn = named[path]
             handles.append(attn.to_q.register_forward_hook(wrapper.keep_query))
             handles.append(attn.to_k.register_forward_hook(wrapper.keep_key))
         tr.denoiser.set_attn_processor(processors)
         handles.append(tr.denoiser.register_forward_pre_hook(tr._on_denoiser, with_kwargs=True))
+        handles.extend(register(pipe, tr.modules, tr.recorder))
         text_encoder = getattr(pipe, "text_encoder", None)
         if text_encoder is not None:
             handles.append(text_encoder.register_forward_pre_hook(tr._on_text_encoder, with_kwargs=True))
