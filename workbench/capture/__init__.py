@@ -2,6 +2,7 @@
 
 from .activations import Activations
 from .architectures import ARCHITECTURES, AttentionLayer, LayerSelectionError, attention_layers
+from .localisation import UnsupervisedMasks, unsupervised_masks
 from .maps import AttentionMaps, PromptTokens
 from .store import CaptureMemoryError
 from .tokens import WordNotFoundError, WordSpan, align_words
@@ -16,9 +17,11 @@ __all__ = [
     "LayerSelectionError",
     "PromptTokens",
     "Trace",
+    "UnsupervisedMasks",
     "WordNotFoundError",
     "WordSpan",
     "align_words",
     "attention_layers",
     "trace",
+    "unsupervised_masks",
 ]

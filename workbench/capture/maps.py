@@ -101,6 +101,32 @@ class AttentionMaps:
             self._resampled[key] = up.reshape(*maps.shape[:-2], *size)
         return self._resampled[key]
 
+    def self_attention(self, prompt: int = 0, layers: str | Sequence[str] | None = None) -> torch.Tensor:
+        """Self-attention of one prompt, mean over the selected layers (and steps, heads):
+        (queries, keys) with both indexed y * width + x at the layers' resolution.
+
+        Raises:
+            ValueError: if the selected self-attention layers differ in resolution.
+        """
+        self._check_prompt(prompt)
+        chosen = self.select(layers, kind="self")
+        shapes = {tuple(self.maps[layer.path].shape[-2:]) for layer in chosen}
+        if len(shapes) != 1:
+            raise ValueError(f"self-attention layers of different resolutions {sorted(shapes)}; select layers of one resolution")
+        per_layer = []
+        for layer in chosen:
+            maps = self.maps[layer.path][prompt]  # ([step], [head], keys, y, x)
+            while maps.ndim > 3:
+                maps = maps.mean(0)
+            per_layer.append(maps.flatten(1).T)  # (queries, keys)
+        return torch.stack(per_layer).mean(0)
+
+    def end_token(self, prompt: int = 0) -> int:
+        """The slot of the end-of-text token: the one after the prompt's last word."""
+        self._check_prompt(prompt)
+        slots = [slot for span in self.tokens.words[prompt] for slot in span.tokens]
+        return (max(slots) if slots else 0) + 1
+
     def word_span(self, word: str, prompt: int = 0, occurrence: int = 0) -> WordSpan:
         """The token slots of `word` in prompt `prompt` (WordNotFoundError names the words)."""
         self._check_prompt(prompt)

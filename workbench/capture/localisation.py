@@ -1,0 +1,84 @@
+"""Masks without labels, in the manner of ConceptExpress (2024).
+
+Pixels whose self-attention rows look alike belong to one region: cluster the rows with
+k-means, then keep the clusters on which the end-of-text token's cross-attention is above its
+mean (the salient ones): the end-of-text token summarises the prompt, so it attends to the
+concepts and not to the background.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.cluster import KMeans
+
+from .maps import AttentionMaps
+
+
+@dataclass(frozen=True)
+class UnsupervisedMasks:
+    """labels: (y, x) cluster index per pixel; salient: indices of the salient clusters;
+    saliency: per cluster, mean normalised end-token attention inside it."""
+
+    labels: np.ndarray
+    salient: tuple[int, ...]
+    saliency: tuple[float, ...]
+
+    def masks(self) -> list[np.ndarray]:
+        """One boolean (y, x) mask per salient cluster."""
+        return [self.labels == c for c in self.salient]
+
+    def foreground(self) -> np.ndarray:
+        """The union of the salient clusters."""
+        return np.isin(self.labels, self.salient)
+
+
+def unsupervised_masks(
+    maps: AttentionMaps,
+    prompt: int = 0,
+    n_clusters: int = 4,
+    self_layers: str | Sequence[str] | None = None,
+    cross_layers: str | Sequence[str] | None = None,
+    size: tuple[int, int] | None = None,
+    seed: int = 0,
+) -> UnsupervisedMasks:
+    """Cluster self-attention and keep the clusters salient to the end-of-text token.
+
+    Args:
+        maps: a trace's maps with self-attention captured (trace(..., self_layers=...)).
+        prompt: which prompt of the batch.
+        n_clusters: k of k-means.
+        self_layers / cross_layers: layer selectors (default: the finest self-attention
+            layers captured; every cross-attention layer).
+        size: output (y, x); default the image size (labels upsampled by nearest neighbour).
+        seed: k-means seed.
+
+    Raises:
+        ValueError: if no self-attention was captured or n_clusters is out of range.
+    """
+    if not any(layer.kind == "self" for layer in maps.layers):
+        raise ValueError("no self-attention was captured: trace with self_layers=... (e.g. self_layers='all')")
+    if self_layers is None:  # the finest self-attention captured
+        finest = max(maps.maps[l.path].shape[-1] for l in maps.layers if l.kind == "self")
+        self_layers = [l.path for l in maps.layers if l.kind == "self" and maps.maps[l.path].shape[-1] == finest]
+    attention = maps.self_attention(prompt, self_layers)
+    side_y, side_x = next(tuple(maps.maps[l.path].shape[-2:]) for l in maps.select(self_layers, kind="self"))
+    if not 2 <= n_clusters <= attention.shape[0]:
+        raise ValueError(f"n_clusters must be between 2 and {attention.shape[0]}, got {n_clusters}")
+    features = attention.numpy().astype(np.float64)
+    labels = KMeans(n_clusters, n_init=10, random_state=seed).fit_predict(features).reshape(side_y, side_x)
+
+    end = maps.token(maps.end_token(prompt), prompt=prompt, layers=cross_layers, size=(side_y, side_x)).numpy()
+    end = (end - end.min()) / max(end.max() - end.min(), 1e-12)
+    saliency = tuple(float(end[labels == c].mean()) for c in range(n_clusters))
+    salient = tuple(c for c in range(n_clusters) if saliency[c] > end.mean())
+
+    size = tuple(size or maps.image_size)
+    if size != (side_y, side_x):
+        up = F.interpolate(torch.from_numpy(labels)[None, None].float(), size=size, mode="nearest")
+        labels = up[0, 0].long().numpy()
+    return UnsupervisedMasks(labels, salient, saliency)
