@@ -23,20 +23,21 @@ import torch
 from tqdm.auto import tqdm
 
 import workbench
-from workbench.capture import trace
+from workbench.capture import trace, unsupervised_masks
 from workbench.files import atomic_path
-from workbench.metrics import threshold_iou
+from workbench.metrics import iou, threshold_iou
 from workbench.models.loading import load_pipeline
 from workbench.world import parse_caption, sample_scenes
 from workbench.world.segmentation import BACKGROUND_LABEL, object_masks_by_color, segment_by_palette
 
 RESULT = Path(__file__).parent / "results" / "attention_localisation.json"
+UNSUPERVISED_CLUSTERS = 4  # up to two objects, background, and a spare for object borders
 
 
 def layer_sets(maps) -> dict[str, list[str]]:
     """Named sets of layer short names: each block group, each resolution, and all."""
     sets: dict[str, list[str]] = defaultdict(list)
-    for layer in maps.layers:
+    for layer in maps.select(kind="cross"):
         side = maps.maps[layer.path].shape[-1]
         sets[layer.group].append(layer.short)
         sets[f"{side}x{side}"].append(layer.short)
@@ -62,6 +63,11 @@ def score_batch(maps, images: np.ndarray, captions: list[str], sets: dict[str, l
             for role, word, occurrence, mask in targets:
                 heat = maps.word(word, prompt=p, occurrence=occurrence, layers=shorts, size=mask.shape)
                 scores[name][role].append(threshold_iou(heat, mask))
+        # Without labels: each drawn object against its best-matching salient cluster.
+        found = unsupervised_masks(maps, prompt=p, n_clusters=UNSUPERVISED_CLUSTERS, size=labels.shape).masks()
+        for mask in masks:
+            if mask is not None:
+                scores["unsupervised"]["object"].append(max((iou(c, mask) for c in found), default=0.0))
 
 
 def main() -> None:
@@ -82,12 +88,13 @@ def main() -> None:
     tic = time.perf_counter()
     for start in tqdm(range(0, len(captions), args.batch), desc="trace + score"):
         batch = captions[start : start + args.batch]
-        with trace(pipe, layers="all") as tr:
+        with trace(pipe, layers="all", self_layers="all") as tr:
             images = pipe(batch, num_inference_steps=args.steps, guidance_scale=args.guidance, generator=generator, output_type="np").images
         maps = tr.attention_maps()
         sets = layer_sets(maps)
         score_batch(maps, images, batch, sets, scores)
     finest = max((name for name in sets if "x" in name), key=lambda name: int(name.split("x")[0]))
+    unsupervised = scores.pop("unsupervised")["object"]
     summary = {name: {role: float(np.mean(v)) for role, v in roles.items()} for name, roles in scores.items()}
     result = {
         "miou_color_words": summary[finest]["color"],
@@ -97,7 +104,8 @@ def main() -> None:
         "per_layer_group": summary,
         "n_images": len(captions),
         "n_scored": {role: len(v) for role, v in scores[finest].items()},
-        "unsupervised_miou": None,
+        "unsupervised_miou": float(np.mean(unsupervised)) if unsupervised else None,
+        "unsupervised_protocol": f"k-means (k={UNSUPERVISED_CLUSTERS}) on the finest self-attention, clusters kept where the end token attends above its mean; IoU of each drawn object with its best salient cluster",
         "protocol": "DAAM: min-max normalise, threshold 0.4, IoU against the colour segmentation of the generated image",
         "settings": {**vars(args), "out": str(args.out)},
         "seconds": round(time.perf_counter() - tic, 1),
