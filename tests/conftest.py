@@ -9,14 +9,15 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import pytest  # noqa: E402
 
-from .sd_fixtures import save_tiny_stable_diffusion  # noqa: E402
+from workbench.models.random_pipelines import save_random_pipeline  # noqa: E402
+
 from .shapes_fixtures import tiny_shapes_pipeline  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def tiny_sd_dir(tmp_path_factory):
     """A random-weight Stable Diffusion 1.x-architecture pipeline saved with save_pretrained."""
-    return save_tiny_stable_diffusion(tmp_path_factory.mktemp("tiny-sd"))
+    return save_random_pipeline("sd15", tmp_path_factory.mktemp("tiny-sd"))
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ from workbench.capture.tokens import WordNotFoundError, align_words, find_word
 from workbench.models.tokenizer import build_word_tokenizer
 from workbench.world import vocabulary
 
-from ..sd_fixtures import write_char_tokenizer
+from workbench.models.random_pipelines import write_char_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -172,3 +172,22 @@ def test_spatial_shape_handles_non_square_latents():
     assert spatial_shape((64, 96), 64 * 96 // 16) == (16, 24)
     with pytest.raises(ValueError, match="do not tile"):
         spatial_shape((64, 64), 1000)
+
+
+@pytest.mark.parametrize("family", ["sd2", "sdxl"])
+def test_other_stable_diffusion_families_trace_bit_identically(family, tmp_path):
+    from workbench.models.random_pipelines import save_random_pipeline
+
+    pipe = load_pipeline(save_random_pipeline(family, tmp_path))
+    pipe.set_progress_bar_config(disable=True)
+    size = 64
+    kwargs = dict(height=size, width=size)
+    reference = run(pipe, ["a red cat", "a dog"], steps=2, **kwargs)
+    with trace(pipe, self_layers="all") as tr:
+        traced = run(pipe, ["a red cat", "a dog"], steps=2, **kwargs)
+    assert np.array_equal(reference, traced)
+    maps = tr.attention_maps()
+    assert maps.word("cat", prompt=0).shape == (size, size)
+    shorts = [layer.short for layer in maps.layers]
+    if family == "sdxl":
+        assert "down.1.0.t1" in shorts  # two transformer blocks per attention

@@ -1,0 +1,137 @@
+"""Stable Diffusion family pipelines with random weights, built from config (no downloads).
+
+They have the real architectures (SD 1.x, SD 2.x, SDXL block structures) at small widths, so
+code that must work on a user's checkpoint can be tested offline. The tokenizer knows only the
+256 byte-level characters (each also with `</w>`) and has no merges: words tokenise character
+by character, the hardest case for word <-> token alignment.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    DiffusionPipeline,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+Family = Literal["sd15", "sd2", "sdxl"]
+FAMILIES: tuple[str, ...] = ("sd15", "sd2", "sdxl")
+
+
+def byte_level_characters() -> list[str]:
+    """The 256 printable stand-ins that byte-level BPE uses for the bytes 0..255."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    extra = iter(range(256, 512))
+    return [chr(b) if b in printable else chr(next(extra)) for b in range(256)]
+
+
+def write_char_tokenizer(folder: str | Path, max_length: int = 77) -> CLIPTokenizer:
+    """A CLIPTokenizer over single characters, written to `folder` (vocab.json, merges.txt)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    chars = byte_level_characters()
+    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length)
+
+
+def _text_encoder(tokenizer: CLIPTokenizer, width: int, act: str, projection: bool = False):
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=width,
+        intermediate_size=2 * width,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=tokenizer.model_max_length,
+        hidden_act=act,
+        projection_dim=width,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return CLIPTextModelWithProjection(config) if projection else CLIPTextModel(config)
+
+
+def _vae(width: int) -> AutoencoderKL:
+    return AutoencoderKL(
+        block_out_channels=(width,) * 4,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        norm_num_groups=min(32, width),
+    )
+
+
+def build_random_pipeline(
+    family: Family, folder: str | Path, width: int = 32, layers_per_block: int = 1, seed: int = 0
+) -> DiffusionPipeline:
+    """A random-weight pipeline of `family`'s architecture; tokenizer files go to `folder`.
+
+    Args:
+        family: "sd15" (SD 1.x blocks), "sd2" (linear projections, v-prediction) or "sdxl"
+            (two text encoders, several transformer blocks per attention, no 8x8 attention).
+        folder: where the tokenizer files are written.
+        width: channels of the first UNet block (SD 1.5 itself has 320).
+        layers_per_block: resnet/attention layers per block (SD has 2).
+        seed: torch seed for the weights.
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    torch.manual_seed(seed)
+    tokenizer = write_char_tokenizer(Path(folder) / "tokenizer_source")
+    text_width = 32
+    vae = _vae(32)
+    if family == "sdxl":
+        tokenizer_2 = write_char_tokenizer(Path(folder) / "tokenizer_2_source")
+        unet = UNet2DConditionModel(
+            sample_size=32, in_channels=4, out_channels=4,
+            block_out_channels=(width, 2 * width, 4 * width), layers_per_block=layers_per_block,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+            transformer_layers_per_block=(1, 2, 2), attention_head_dim=(2, 4, 8), use_linear_projection=True,
+            cross_attention_dim=2 * text_width, addition_embed_type="text_time", addition_time_embed_dim=8,
+            projection_class_embeddings_input_dim=6 * 8 + text_width, norm_num_groups=min(32, width),
+        )
+        return StableDiffusionXLPipeline(
+            vae=vae, text_encoder=_text_encoder(tokenizer, text_width, "quick_gelu"),
+            text_encoder_2=_text_encoder(tokenizer_2, text_width, "gelu", projection=True),
+            tokenizer=tokenizer, tokenizer_2=tokenizer_2, unet=unet,
+            scheduler=DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False),
+        )
+    sd2 = family == "sd2"
+    unet = UNet2DConditionModel(
+        sample_size=64, in_channels=4, out_channels=4,
+        block_out_channels=(width, 2 * width, 4 * width, 4 * width), layers_per_block=layers_per_block,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        cross_attention_dim=text_width, attention_head_dim=(2, 4, 8, 8) if sd2 else 8,
+        use_linear_projection=sd2, norm_num_groups=min(32, width),
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+        prediction_type="v_prediction" if sd2 else "epsilon",
+    )
+    return StableDiffusionPipeline(
+        vae=vae, text_encoder=_text_encoder(tokenizer, text_width, "gelu" if sd2 else "quick_gelu"),
+        tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+
+
+def save_random_pipeline(family: Family, folder: str | Path, **kwargs) -> Path:
+    """Build and `save_pretrained` a random pipeline into `folder`/pipeline; returns that path."""
+    folder = Path(folder)
+    pipe = build_random_pipeline(family, folder, **kwargs)
+    target = folder / "pipeline"
+    pipe.save_pretrained(target)
+    return target
