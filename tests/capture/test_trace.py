@@ -191,3 +191,17 @@ def test_other_stable_diffusion_families_trace_bit_identically(family, tmp_path)
     shorts = [layer.short for layer in maps.layers]
     if family == "sdxl":
         assert "down.1.0.t1" in shorts  # two transformer blocks per attention
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_traces_bit_identically_into_a_float32_store(dtype):
+    from ..shapes_fixtures import tiny_shapes_pipeline
+
+    pipe = tiny_shapes_pipeline().to(dtype=dtype)
+    reference = run(pipe, steps=2)
+    with trace(pipe) as tr:
+        traced = run(pipe, steps=2)
+    assert np.array_equal(reference, traced)
+    maps = tr.attention_maps()
+    assert all(t.dtype == torch.float32 for t in maps.maps.values())
+    assert torch.isfinite(maps.word("red")).all()
