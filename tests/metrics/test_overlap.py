@@ -30,3 +30,74 @@ def test_threshold_iou_known_answer():
     assert threshold_iou(heat, mask, tau=0.3) == 1.0
     with pytest.raises(ValueError, match="tau"):
         threshold_iou(heat, mask, tau=1.5)
+
+
+from workbench.metrics import (  # noqa: E402
+    dice,
+    histogram_intersection,
+    js_divergence,
+    leakage_matrix,
+    mass_inside,
+    overlap_matrix,
+    soft_iou,
+    symmetric_kl,
+    thresholded_iou,
+)
+
+A = np.array([[1.0, 0.0], [0.0, 1.0]])
+B = np.array([[1.0, 1.0], [0.0, 0.0]])
+
+
+def test_pairwise_known_answers():
+    assert soft_iou(A, B) == pytest.approx(0.5)  # (1 + 1) / (2 + 2 - 1 + 1)
+    assert soft_iou(A, A) == pytest.approx(1.0)
+    assert dice(A, B) == pytest.approx(0.5)  # 2 * 1 / 4
+    assert histogram_intersection(A, B) == pytest.approx(0.25)  # 1 / 4
+    assert thresholded_iou(A, B) == pytest.approx(1 / 3)
+    assert js_divergence(A, A) == pytest.approx(0.0, abs=1e-12)
+    assert js_divergence(np.array([[1.0, 0.0]] * 2), np.array([[0.0, 1.0]] * 2)) == pytest.approx(np.log(2), abs=1e-6)
+
+
+def test_symmetric_kl_known_answer():
+    a = np.ones((2, 2))
+    b = np.array([[3.0, 1.0], [2.0, 2.0]])
+    expected = 0.25 * np.log(4 / 3) + (3 / 8 * np.log(1.5) + 1 / 8 * np.log(0.5))
+    assert symmetric_kl(a, b, eps=0.0) == pytest.approx(expected, rel=1e-12)
+    assert symmetric_kl(a, a) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_mass_inside_and_leakage_matrix_known_answers():
+    assert mass_inside(A, B.astype(bool)) == pytest.approx(0.5)
+    words = np.array([[[1.0, 1.0], [0.0, 0.0]], [[0.0, 0.0], [1.0, 3.0]]])
+    regions = np.array([[[1, 1], [0, 0]], [[0, 0], [1, 1]]], bool)
+    assert np.allclose(leakage_matrix(words, regions), np.eye(2))
+    half = np.array([[[1.0, 1.0], [1.0, 1.0]]])
+    batch = leakage_matrix(np.stack([words[:1], half]), np.stack([regions, regions]))
+    assert np.allclose(batch, [[0.75, 0.25]])  # mean of [1, 0] and [0.5, 0.5]
+
+
+def test_overlap_matrix_of_all_word_pairs():
+    m = overlap_matrix([A, B, A])
+    assert m.shape == (3, 3) and np.allclose(np.diag(m), 1.0)
+    assert m[0, 1] == pytest.approx(soft_iou(A, B)) and m[0, 2] == pytest.approx(1.0)
+    assert np.allclose(m, m.T)
+    assert np.allclose(overlap_matrix(np.stack([A, B]), metric=histogram_intersection), [[0.5, 0.25], [0.25, 0.5]])
+
+
+def test_batched_maps_give_arrays():
+    scores = soft_iou(np.stack([A, A]), np.stack([B, A]))
+    assert np.allclose(scores, [0.5, 1.0])
+
+
+@pytest.mark.parametrize(
+    "a, b, fragment",
+    [
+        (-A, B, "a has negative values"),
+        (A, np.full((2, 2), np.nan), "b contains NaN or inf"),
+        (A, np.ones((3, 3)), "differ in spatial shape"),
+        (np.ones(3), B, r"shape \(\.\.\., y, x\)"),
+    ],
+)
+def test_bad_maps_are_named(a, b, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        soft_iou(a, b)
