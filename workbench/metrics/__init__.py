@@ -1,5 +1,21 @@
 """Pure metric functions: numpy or torch in, numbers or arrays out; no model is loaded here."""
 
+from .disentanglement import (
+    DCIResult,
+    dci,
+    dci_completeness,
+    dci_disentanglement,
+    dci_fast,
+    explicitness,
+    gaussian_total_correlation,
+    gaussian_wasserstein_correlation,
+    irs,
+    mig,
+    modularity,
+    modularity_from_mi,
+    sap,
+)
+from .information import discrete_entropy, discrete_mutual_info, histogram_discretize
 from .overlap import (
     dice,
     histogram_intersection,
@@ -17,6 +33,22 @@ from .overlap import (
 )
 
 __all__ = [
+    "DCIResult",
+    "dci",
+    "dci_completeness",
+    "dci_disentanglement",
+    "dci_fast",
+    "discrete_entropy",
+    "discrete_mutual_info",
+    "explicitness",
+    "gaussian_total_correlation",
+    "gaussian_wasserstein_correlation",
+    "histogram_discretize",
+    "irs",
+    "mig",
+    "modularity",
+    "modularity_from_mi",
+    "sap",
     "dice",
     "histogram_intersection",
     "iou",
