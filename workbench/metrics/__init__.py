@@ -15,6 +15,7 @@ from .disentanglement import (
     modularity_from_mi,
     sap,
 )
+from .infomec import InfoMECResult, info_explicitness, infomec, normalized_mutual_information
 from .information import discrete_entropy, discrete_mutual_info, histogram_discretize
 from .overlap import (
     dice,
@@ -34,6 +35,7 @@ from .overlap import (
 
 __all__ = [
     "DCIResult",
+    "InfoMECResult",
     "dci",
     "dci_completeness",
     "dci_disentanglement",
@@ -44,10 +46,13 @@ __all__ = [
     "gaussian_total_correlation",
     "gaussian_wasserstein_correlation",
     "histogram_discretize",
+    "info_explicitness",
+    "infomec",
     "irs",
     "mig",
     "modularity",
     "modularity_from_mi",
+    "normalized_mutual_information",
     "sap",
     "dice",
     "histogram_intersection",
