@@ -17,6 +17,7 @@ from .disentanglement import (
 )
 from .infomec import InfoMECResult, info_explicitness, infomec, normalized_mutual_information
 from .information import discrete_entropy, discrete_mutual_info, histogram_discretize
+from .representations import ProbeLeakage, cosine_similarity_matrix, nearest_tokens, norms, probe_leakage
 from .overlap import (
     dice,
     histogram_intersection,
@@ -36,6 +37,8 @@ from .overlap import (
 __all__ = [
     "DCIResult",
     "InfoMECResult",
+    "ProbeLeakage",
+    "cosine_similarity_matrix",
     "dci",
     "dci_completeness",
     "dci_disentanglement",
@@ -52,6 +55,8 @@ __all__ = [
     "mig",
     "modularity",
     "modularity_from_mi",
+    "nearest_tokens",
+    "norms",
     "normalized_mutual_information",
     "sap",
     "dice",
@@ -62,6 +67,7 @@ __all__ = [
     "mass_inside",
     "minmax_normalize",
     "overlap_matrix",
+    "probe_leakage",
     "soft_iou",
     "symmetric_kl",
     "threshold_iou",

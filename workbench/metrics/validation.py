@@ -23,17 +23,17 @@ def as_matrix(name: str, x, integer: bool = False) -> np.ndarray:
     return a
 
 
-def codes_and_factors(codes, factors, min_classes: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def codes_and_factors(codes, factors, min_classes: int = 2, codes_name: str = "codes") -> tuple[np.ndarray, np.ndarray]:
     """Check codes (n_samples, n_codes) and integer factors (n_samples, n_factors).
 
     Raises:
         ValueError: on mismatched sample counts, NaN/inf, non-integer factors, or a factor
             with fewer than `min_classes` distinct values.
     """
-    c = as_matrix("codes", codes)
+    c = as_matrix(codes_name, codes)
     f = as_matrix("factors", factors, integer=True)
     if len(c) != len(f):
-        raise ValueError(f"codes has {len(c)} samples but factors has {len(f)}; expected the same number")
+        raise ValueError(f"{codes_name} has {len(c)} samples but factors has {len(f)}; expected the same number")
     for j in range(f.shape[1]):
         n = len(np.unique(f[:, j]))
         if n < min_classes:
