@@ -36,3 +36,18 @@ def test_inactive_codes_are_dropped_and_too_few_raise():
         infomec(np.hstack([PERFECT[:, :1], np.zeros((len(PERFECT), 1))]), FACTORS)
     with pytest.raises(ValueError, match="at least 2 factors"):
         infomec(PERFECT, FACTORS[:, :1])
+
+
+def test_sorted_knn_estimator_equals_sklearns():
+    from sklearn.feature_selection import mutual_info_classif
+
+    from workbench.metrics.knn_information import knn_mutual_information
+
+    rng = np.random.default_rng(3)
+    for n, k, rounding in ((40, 3, None), (500, 10, 1), (2000, 10, None)):
+        labels = rng.integers(0, 4, n)
+        codes = rng.normal(size=(n, 3)) + labels[:, None] * [1.0, 0.0, 0.3]
+        if rounding is not None:
+            codes = np.round(codes, rounding)  # ties
+        expected = mutual_info_classif(codes, labels, discrete_features=False, n_neighbors=k, random_state=7)
+        assert np.allclose(knn_mutual_information(codes, labels, n_neighbors=k, seed=7), expected, rtol=0, atol=1e-12)

@@ -11,7 +11,8 @@ active codes (S factors, L active codes):
             factor i, and of the same model on all-zero inputs.
 
 A code is active if its range is > 0 (discrete) or > 1/20 of the largest range (continuous).
-Continuous MI uses sklearn's k-NN estimator (k = 10) on standardised codes.
+Continuous MI uses the k-NN estimator of sklearn's mutual_info_classif (k = 10) on standardised
+codes, computed by sorting (knn_information.py).
 Fixed: the reference passes `multi_class`, which current scikit-learn no longer accepts (the
 multinomial model is now its only behaviour) and `penalty=None` (now C=inf); the k-NN MI
 estimator's jitter is seeded here; fewer than two factors or active codes, where the
@@ -23,8 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn import feature_selection, linear_model, metrics, preprocessing
+from sklearn import linear_model, metrics, preprocessing
 
+from .knn_information import knn_mutual_information
 from .validation import codes_and_factors
 
 
@@ -48,17 +50,13 @@ def normalized_mutual_information(codes, factors, discrete_latents: bool = False
     c, f = codes_and_factors(codes, factors)
     sources = np.stack([_labels(f[:, i]) for i in range(f.shape[1])], axis=1)
     nmi = np.empty((f.shape[1], c.shape[1]))
+    standardized = preprocessing.StandardScaler().fit_transform(c)
     for i in range(f.shape[1]):
-        entropy = metrics.mutual_info_score(sources[:, i], sources[:, i])
-        for j in range(c.shape[1]):
-            if discrete_latents:
-                nmi[i, j] = metrics.mutual_info_score(sources[:, i], _labels(c[:, j]))
-            else:
-                standardized = preprocessing.StandardScaler().fit_transform(c[:, j : j + 1])
-                nmi[i, j] = feature_selection.mutual_info_classif(
-                    standardized, sources[:, i], discrete_features=False, n_neighbors=10, random_state=seed
-                )[0]
-        nmi[i] /= entropy
+        if discrete_latents:
+            nmi[i] = [metrics.mutual_info_score(sources[:, i], _labels(c[:, j])) for j in range(c.shape[1])]
+        else:
+            nmi[i] = knn_mutual_information(standardized, sources[:, i], n_neighbors=10, seed=seed)
+        nmi[i] /= metrics.mutual_info_score(sources[:, i], sources[:, i])
     return nmi
 
 
