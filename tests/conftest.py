@@ -24,3 +24,9 @@ def tiny_sd_dir(tmp_path_factory):
 def tiny_shapes():
     """A random-weight ShapesPipeline at small width (fast; no concepts)."""
     return tiny_shapes_pipeline()
+
+
+@pytest.fixture
+def tiny_shapes_fresh():
+    """A tiny ShapesPipeline of its own, for tests that change it (e.g. add tokens)."""
+    return tiny_shapes_pipeline()

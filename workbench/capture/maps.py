@@ -7,6 +7,7 @@ its own resolution; `word()` and `stack()` upsample to a common one.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -25,6 +26,13 @@ from .tokens import WordSpan, align_words, find_word
 FORMAT_VERSION = 1
 
 
+def _collapse_slots(text: str, tokenizer) -> str:
+    """Undo the multi-vector expansion in decoded text: "a S* S*_1 S*_2 toy" -> "a S* toy"."""
+    added = tokenizer.get_added_vocab()
+    words = [w for w in text.split() if not (re.fullmatch(r".+_\d+", w) and w.rsplit("_", 1)[0] in added)]
+    return " ".join(words)
+
+
 @dataclass
 class PromptTokens:
     """Per prompt: its text, its token strings (padded sequence) and its words' token slots."""
@@ -36,15 +44,16 @@ class PromptTokens:
     @classmethod
     def from_pipeline(cls, pipe, prompt_ids: torch.Tensor | None, prompts: Sequence[str] | None) -> "PromptTokens":
         tokenizer = pipe.tokenizer
+        convert = (lambda text: pipe.maybe_convert_prompt(text, tokenizer)) if hasattr(pipe, "maybe_convert_prompt") else None
         if prompts is not None:
             prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-            ids = tokenizer(list(prompts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True).input_ids
+            expanded = [convert(p) for p in prompts] if convert else prompts
+            ids = tokenizer(expanded, padding="max_length", max_length=tokenizer.model_max_length, truncation=True).input_ids
         elif prompt_ids is not None:
             ids = prompt_ids.tolist()
-            prompts = [tokenizer.decode(row, skip_special_tokens=True).strip() for row in ids]
+            prompts = [_collapse_slots(tokenizer.decode(row, skip_special_tokens=True), tokenizer) for row in ids]
         else:
             raise ValueError("the text encoder was not called (prompt embeddings passed directly?); give attention_maps(prompts=[...])")
-        convert = (lambda text: pipe.maybe_convert_prompt(text, tokenizer)) if hasattr(pipe, "maybe_convert_prompt") else None
         return cls(
             texts=list(prompts),
             tokens=[tokenizer.convert_ids_to_tokens(row) for row in ids],

@@ -14,6 +14,7 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 from diffusers import DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
+from diffusers.loaders import TextualInversionLoaderMixin
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
@@ -85,7 +86,7 @@ def build_components(config: ShapesModelConfig, seed: int = 0) -> dict:
     return {"unet": unet, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler}
 
 
-class ShapesPipeline(DiffusionPipeline):
+class ShapesPipeline(DiffusionPipeline, TextualInversionLoaderMixin):
     """Text-to-image for ShapesWorld captions.
 
     Example:
@@ -113,9 +114,12 @@ class ShapesPipeline(DiffusionPipeline):
         return self._guidance_scale > 1.0
 
     def tokenize(self, prompts: Sequence[str]) -> torch.Tensor:
-        """Token ids (batch, max_length), padded and truncated like Stable Diffusion's."""
+        """Token ids (batch, max_length), padded and truncated like Stable Diffusion's.
+
+        Multi-vector learned words ("S*" -> "S* S*_1 S*_2") are expanded first, as diffusers does.
+        """
         return self.tokenizer(
-            list(prompts),
+            self.maybe_convert_prompt(list(prompts), self.tokenizer),
             padding="max_length",
             max_length=self.tokenizer.model_max_length,
             truncation=True,

@@ -1,0 +1,147 @@
+"""Learned word embeddings in every common file format, and putting them into a pipeline.
+
+Formats read (all without unpickling arbitrary objects: `.pt`/`.bin` through
+torch.load(weights_only=True), `.safetensors` through safetensors):
+
+- diffusers textual inversion: {token: tensor (d,) or (n, d)} (`learned_embeds.safetensors`
+  / `.bin`), which is also the layout of ConceptExpress (`learned_embeds_final.bin`, several
+  tokens) and AttenCraft (`<new1>.bin`);
+- AUTOMATIC1111 `.pt`: {"string_to_param": {"*": (n, d)}, "string_to_token": ..., "name": ...};
+- kohya: {"emb_params": (n, d)}, SDXL {"clip_l": (n, 768), "clip_g": (n, 1280)}.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from tokenizers import AddedToken
+
+# SDXL files name their encoders by CLIP model; pipelines name them by attribute.
+SDXL_ENCODERS = {"clip_l": "text_encoder", "clip_g": "text_encoder_2"}
+
+
+class EmbeddingFileError(ValueError):
+    """A learned-embedding file that cannot be read safely or has an unknown layout."""
+
+
+@dataclass(frozen=True)
+class LearnedWord:
+    """One learned word: its token, its vectors (n_vectors, width) and the encoder they feed."""
+
+    token: str
+    vectors: torch.Tensor
+    encoder: str = "text_encoder"
+
+    @property
+    def n_vectors(self) -> int:
+        return self.vectors.shape[0]
+
+
+def _load_raw(path: Path) -> dict:
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as error:
+        raise EmbeddingFileError(
+            f"{path} needs full unpickling to load, which can run arbitrary code; it was not executed. "
+            "Convert it to safetensors in a trusted environment, or re-save it with plain tensors. "
+            f"(torch said: {str(error).splitlines()[0]})"
+        ) from error
+
+
+def _as_matrix(path: Path, key: str, value) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise EmbeddingFileError(f"{path}: entry {key!r} is a {type(value).__name__}, expected a tensor of shape (width,) or (n_vectors, width)")
+    tensor = value.detach().float()
+    if tensor.ndim == 1:
+        tensor = tensor[None]
+    if tensor.ndim != 2:
+        raise EmbeddingFileError(f"{path}: entry {key!r} has shape {tuple(value.shape)}, expected (width,) or (n_vectors, width)")
+    return tensor
+
+
+def read_embeddings(path: str | Path, token: str | None = None) -> list[LearnedWord]:
+    """Read the learned words of a file in any supported format.
+
+    Args:
+        path: the embedding file.
+        token: the token to use where the file names none (kohya, A1111's "*") or to rename a
+            single-word file; default the file name without extension.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        EmbeddingFileError: a file that needs unpickling, or an unknown layout (lists the keys).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no embedding file at {path}")
+    raw = _load_raw(path)
+    if not isinstance(raw, dict) or not raw:
+        raise EmbeddingFileError(f"{path}: expected a dict of embeddings, got {type(raw).__name__}")
+    default = token or path.stem.replace("learned_embeds", "") or "<learned>"
+    if "string_to_param" in raw:  # AUTOMATIC1111
+        params = raw["string_to_param"]
+        if not isinstance(params, dict) or len(params) != 1:
+            raise EmbeddingFileError(f"{path}: string_to_param should hold one entry, found {list(params) if isinstance(params, dict) else type(params).__name__}")
+        name = token or raw.get("name") or default
+        return [LearnedWord(str(name), _as_matrix(path, "string_to_param", next(iter(params.values()))))]
+    if "emb_params" in raw:  # kohya, SD 1.x / 2.x
+        return [LearnedWord(default, _as_matrix(path, "emb_params", raw["emb_params"]))]
+    if set(raw) & set(SDXL_ENCODERS):  # kohya / A1111, SDXL
+        return [LearnedWord(default, _as_matrix(path, key, raw[key]), SDXL_ENCODERS[key]) for key in SDXL_ENCODERS if key in raw]
+    tensors = {k: v for k, v in raw.items() if isinstance(v, torch.Tensor)}
+    if tensors and len(tensors) == len(raw):  # diffusers / ConceptExpress / AttenCraft
+        if token and len(tensors) == 1:
+            return [LearnedWord(token, _as_matrix(path, k, v)) for k, v in tensors.items()]
+        return [LearnedWord(str(k), _as_matrix(path, k, v)) for k, v in tensors.items()]
+    raise EmbeddingFileError(
+        f"{path}: unknown embedding layout; found keys {sorted(map(str, raw))[:20]}. Expected a token -> tensor dict "
+        "(diffusers, ConceptExpress, AttenCraft), 'string_to_param' (AUTOMATIC1111), 'emb_params' or 'clip_l'/'clip_g' (kohya)"
+    )
+
+
+def slot_tokens(word: LearnedWord) -> list[str]:
+    """The tokens a word occupies: "S*" for one vector, "S*", "S*_1", ... for several (diffusers' scheme)."""
+    return [word.token] + [f"{word.token}_{i}" for i in range(1, word.n_vectors)]
+
+
+def insert_embeddings(pipe, words: list[LearnedWord]) -> dict[str, list[int]]:
+    """Add learned words to the pipeline's tokenizer(s) and text encoder(s), in place.
+
+    Returns:
+        token -> the token ids of its slots.
+
+    Raises:
+        EmbeddingFileError: a width that does not match the encoder (names both sizes), an
+            encoder the pipeline lacks, or a token the tokenizer already has.
+    """
+    placed: dict[str, list[int]] = {}
+    for word in words:
+        encoder = getattr(pipe, word.encoder, None)
+        tokenizer = getattr(pipe, word.encoder.replace("text_encoder", "tokenizer"), None)
+        if encoder is None or tokenizer is None:
+            raise EmbeddingFileError(f"the word {word.token!r} is for {word.encoder}, which this pipeline does not have")
+        table = encoder.get_input_embeddings()
+        if word.vectors.shape[1] != table.embedding_dim:
+            raise EmbeddingFileError(
+                f"the word {word.token!r} has width {word.vectors.shape[1]} but {word.encoder} embeds tokens with width "
+                f"{table.embedding_dim}; the file was made for another model"
+            )
+        tokens = slot_tokens(word)
+        clashes = [t for t in tokens if t in tokenizer.get_vocab()]
+        if clashes:
+            raise EmbeddingFileError(f"the tokenizer of {word.encoder} already has {clashes}; pass another token name")
+        # normalized=False: a lower-casing tokenizer must keep "S*" as written, so that the
+        # multi-vector expansion (diffusers' maybe_convert_prompt) recognises it.
+        tokenizer.add_tokens([AddedToken(t, normalized=False) for t in tokens])
+        ids = tokenizer.convert_tokens_to_ids(tokens)
+        encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        with torch.no_grad():
+            encoder.get_input_embeddings().weight[ids] = word.vectors.to(table.weight.dtype).to(table.weight.device)
+        placed[word.token] = list(ids)
+    return placed
