@@ -1,0 +1,160 @@
+"""ELITE-style encoders (Wei et al., 2023): an image becomes a primary word and auxiliary words.
+
+Global mapping: hierarchical features of an image encoder (CLS + patch tokens from several
+layers, deepest first) map to k+1 words, word i = mapping_i(CLS_i) + mean_p mapping_patch_i(patch_p,i);
+w0 (from the deepest layer) is the primary word, w1..wk the auxiliary words. The words take the
+placeholder's slots in the prompt ("S*" -> "S* S*_1 ... S*_k", later tokens shift), written
+into the text encoder's token embeddings by a forward hook while the block is open.
+
+ELITE's released `global_mapper.pt` also holds fine-tuned key/value projections for every
+cross-attention layer (`<module path with dots as underscores>_to_k.weight` / `_to_v.weight`);
+ELITE applies them to the whole text context, so loading them into each layer's own to_k/to_v
+is the same computation, and keeps the pipeline's processors (and tracing) unchanged.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from .embeddings import LearnedWord, insert_embeddings, slot_tokens
+
+
+def _mlp(input_dim: int, hidden: int, output_dim: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(input_dim, hidden), nn.LayerNorm(hidden), nn.LeakyReLU(),
+        nn.Linear(hidden, hidden), nn.LayerNorm(hidden), nn.LeakyReLU(),
+        nn.Linear(hidden, output_dim),
+    )
+
+
+class GlobalMapping(nn.Module):
+    """ELITE's global mapping network (its `Mapper` layout: mapping_{i}, mapping_patch_{i}).
+
+    Args:
+        input_dim: width of the image encoder's features.
+        output_dim: width of the text encoder's token embeddings.
+        n_words: k + 1 (ELITE uses 5: one primary, four auxiliary).
+        hidden: width of the MLPs (ELITE: 1024).
+    """
+
+    def __init__(self, input_dim: int, output_dim: int, n_words: int = 5, hidden: int = 1024):
+        super().__init__()
+        if n_words < 1:
+            raise ValueError(f"n_words must be >= 1, got {n_words}")
+        self.n_words = n_words
+        for i in range(n_words):
+            self.add_module(f"mapping_{i}", _mlp(input_dim, hidden, output_dim))
+            self.add_module(f"mapping_patch_{i}", _mlp(input_dim, hidden, output_dim))
+
+    def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """features: n_words tensors (batch, 1 + patches, input_dim), deepest layer first.
+        Returns (batch, n_words, output_dim): w0 primary, then the auxiliary words."""
+        if len(features) != self.n_words:
+            raise ValueError(f"expected features of {self.n_words} layers (deepest first), got {len(features)}")
+        words = [
+            getattr(self, f"mapping_{i}")(f[:, :1]) + getattr(self, f"mapping_patch_{i}")(f[:, 1:]).mean(dim=1, keepdim=True)
+            for i, f in enumerate(features)
+        ]
+        return torch.cat(words, dim=1)
+
+
+class ELITECheckpointError(ValueError):
+    """A checkpoint whose keys do not fit ELITE's layout (lists missing and unexpected keys)."""
+
+
+def cross_attention_paths(unet: nn.Module) -> dict[str, str]:
+    """ELITE's key prefix (module path, dots as underscores) -> path of each cross-attention layer."""
+    return {
+        path.replace(".", "_"): path
+        for path, module in unet.named_modules()
+        if getattr(module, "is_cross_attention", False) and hasattr(module, "to_k")
+    }
+
+
+def load_global_mapper(path: str | Path, unet: nn.Module, input_dim: int, output_dim: int, hidden: int = 1024) -> GlobalMapping:
+    """Read an ELITE `global_mapper.pt`: returns the mapping network and writes the fine-tuned
+    key/value projections into `unet`'s cross-attention layers (in place).
+
+    Raises:
+        ELITECheckpointError: naming missing and unexpected keys.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ELITECheckpointError(f"{path}: expected a state dict, got {type(state).__name__}")
+    layers = cross_attention_paths(unet)
+    mapping = {k: v for k, v in state.items() if k.startswith("mapping_")}
+    n_words = len({k.split(".")[0] for k in mapping if not k.startswith("mapping_patch_")})
+    mapper = GlobalMapping(input_dim, output_dim, n_words=max(n_words, 1), hidden=hidden)
+    projections = {f"{prefix}_{kind}.weight": (path_, kind) for prefix, path_ in layers.items() for kind in ("to_k", "to_v")}
+    expected = set(mapper.state_dict()) | set(projections)
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise ELITECheckpointError(
+            f"{path} does not fit ELITE's global-mapper layout for this UNet: missing keys {missing[:10]}"
+            f"{' ...' if len(missing) > 10 else ''}, unexpected keys {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}"
+        )
+    try:
+        mapper.load_state_dict(mapping)
+    except RuntimeError as error:
+        raise ELITECheckpointError(f"{path}: the mapping weights do not fit input_dim={input_dim}, output_dim={output_dim}, hidden={hidden}: {error}") from error
+    modules = dict(unet.named_modules())
+    with torch.no_grad():
+        for key, (path_, kind) in projections.items():
+            target = getattr(modules[path_], kind).weight
+            if state[key].shape != target.shape:
+                raise ELITECheckpointError(f"{path}: {key} has shape {tuple(state[key].shape)}, the UNet's {path_}.{kind} has {tuple(target.shape)}")
+            target.copy_(state[key].to(target.dtype))
+    return mapper
+
+
+@contextmanager
+def injected_words(pipe, words: torch.Tensor, placeholder: str = "S*") -> Iterator[list[int]]:
+    """While open, the placeholder's slots in every prompt carry the given words.
+
+    Args:
+        pipe: a pipeline with `tokenizer` and `text_encoder`.
+        words: (batch, n_words, width): row b feeds prompt b; slot j of the placeholder gets word j.
+        placeholder: the placeholder token; prompts must contain it (e.g. "a photo of S*").
+
+    Yields:
+        The token ids of the placeholder's slots (w0 first).
+
+    Raises:
+        ValueError: a width that does not fit the text encoder, or a batch of another size.
+    """
+    if words.ndim != 3:
+        raise ValueError(f"words must be (batch, n_words, width), got shape {tuple(words.shape)}")
+    word = LearnedWord(placeholder, torch.zeros(words.shape[1], words.shape[2]))
+    tokens = slot_tokens(word)
+    known = pipe.tokenizer.get_vocab()
+    if all(t in known for t in tokens):
+        ids = pipe.tokenizer.convert_tokens_to_ids(tokens)
+    else:
+        ids = insert_embeddings(pipe, [word])[placeholder]
+    if words.shape[2] != pipe.text_encoder.get_input_embeddings().embedding_dim:
+        raise ValueError(f"words have width {words.shape[2]}; the text encoder embeds tokens with width {pipe.text_encoder.get_input_embeddings().embedding_dim}")
+    slots = torch.tensor(ids)
+
+    def write(module, inputs, output):
+        input_ids = inputs[0]
+        hits = torch.isin(input_ids, slots.to(input_ids.device))
+        if not hits.any():
+            return output  # e.g. the negative prompt
+        if input_ids.shape[0] != words.shape[0]:
+            raise ValueError(f"the prompt batch has {input_ids.shape[0]} rows but words were given for {words.shape[0]} images")
+        output = output.clone()
+        for j, token_id in enumerate(ids):
+            rows, cols = torch.nonzero(input_ids == token_id, as_tuple=True)
+            output[rows, cols] = words[rows, j].to(output.dtype).to(output.device)
+        return output
+
+    handle = pipe.text_encoder.get_input_embeddings().register_forward_hook(write)
+    try:
+        yield list(ids)
+    finally:
+        handle.remove()
