@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 
+from ..models.attention import attention_probabilities
 from .architectures import AttentionLayer
 
 
@@ -69,23 +70,5 @@ class CaptureProcessor:
         if query is not None and key is not None:
             rows = self.rows(query.shape[0])
             if rows is not None:
-                self.sink(self.layer, self._probabilities(attn, query[rows], key[rows], attention_mask, rows))
+                self.sink(self.layer, attention_probabilities(attn, query[rows], key[rows], attention_mask, rows))
         return output
-
-    @staticmethod
-    def _probabilities(attn, query, key, attention_mask, rows) -> torch.Tensor:
-        heads = attn.heads
-        batch, n_queries, inner = query.shape
-        head_dim = inner // heads
-        q = query.view(batch, n_queries, heads, head_dim).transpose(1, 2)
-        k = key.view(batch, key.shape[1], heads, head_dim).transpose(1, 2)
-        if getattr(attn, "norm_q", None) is not None:
-            q = attn.norm_q(q)
-        if getattr(attn, "norm_k", None) is not None:
-            k = attn.norm_k(k)
-        scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) * (1.0 / math.sqrt(head_dim))
-        if attention_mask is not None:
-            mask = attn.prepare_attention_mask(attention_mask, key.shape[1], attention_mask.shape[0])
-            mask = mask.view(attention_mask.shape[0], heads, -1, mask.shape[-1])[rows]
-            scores = scores + mask.float()
-        return scores.softmax(dim=-1)

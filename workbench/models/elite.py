@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -24,7 +24,7 @@ from torch import nn
 from .embeddings import LearnedWord, insert_embeddings, slot_tokens
 
 
-def _mlp(input_dim: int, hidden: int, output_dim: int) -> nn.Sequential:
+def mapping_mlp(input_dim: int, hidden: int, output_dim: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Linear(input_dim, hidden), nn.LayerNorm(hidden), nn.LeakyReLU(),
         nn.Linear(hidden, hidden), nn.LayerNorm(hidden), nn.LeakyReLU(),
@@ -48,8 +48,8 @@ class GlobalMapping(nn.Module):
             raise ValueError(f"n_words must be >= 1, got {n_words}")
         self.n_words = n_words
         for i in range(n_words):
-            self.add_module(f"mapping_{i}", _mlp(input_dim, hidden, output_dim))
-            self.add_module(f"mapping_patch_{i}", _mlp(input_dim, hidden, output_dim))
+            self.add_module(f"mapping_{i}", mapping_mlp(input_dim, hidden, output_dim))
+            self.add_module(f"mapping_patch_{i}", mapping_mlp(input_dim, hidden, output_dim))
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         """features: n_words tensors (batch, 1 + patches, input_dim), deepest layer first.
@@ -76,39 +76,58 @@ def cross_attention_paths(unet: nn.Module) -> dict[str, str]:
     }
 
 
+def count_mappings(state: dict) -> int:
+    """How many mapping_{i} networks a checkpoint holds."""
+    return len({k.split(".")[0] for k in state if k.startswith("mapping_") and not k.startswith("mapping_patch_")})
+
+
+def read_mapper_checkpoint(path: str | Path, unet: nn.Module, build: Callable[[int], nn.Module], what: str) -> tuple[nn.Module, dict, dict[str, str]]:
+    """Load an ELITE mapper file and check its keys: the mapping network's parameters (built by
+    `build(n_mappings)`) plus `_to_k` / `_to_v` weights for every cross-attention layer of `unet`.
+
+    Returns:
+        The mapping network with its weights, the raw state, and ELITE's key prefix -> layer path.
+
+    Raises:
+        ELITECheckpointError: naming missing and unexpected keys, or weights that do not fit.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ELITECheckpointError(f"{path}: expected a state dict, got {type(state).__name__}")
+    mapper = build(max(count_mappings(state), 1))
+    layers = cross_attention_paths(unet)
+    expected = set(mapper.state_dict()) | {f"{prefix}_{kind}.weight" for prefix in layers for kind in ("to_k", "to_v")}
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        more = lambda keys: " ..." if len(keys) > 10 else ""  # noqa: E731
+        raise ELITECheckpointError(
+            f"{path} does not fit ELITE's {what} layout for this UNet: missing keys {missing[:10]}{more(missing)}, "
+            f"unexpected keys {unexpected[:10]}{more(unexpected)}"
+        )
+    try:
+        mapper.load_state_dict({k: v for k, v in state.items() if k.startswith("mapping_")})
+    except RuntimeError as error:
+        raise ELITECheckpointError(f"{path}: the mapping weights do not fit the network's sizes: {error}") from error
+    return mapper, state, layers
+
+
 def load_global_mapper(path: str | Path, unet: nn.Module, input_dim: int, output_dim: int, hidden: int = 1024) -> GlobalMapping:
     """Read an ELITE `global_mapper.pt`: returns the mapping network and writes the fine-tuned
     key/value projections into `unet`'s cross-attention layers (in place).
 
     Raises:
-        ELITECheckpointError: naming missing and unexpected keys.
+        ELITECheckpointError: naming missing and unexpected keys, or shapes that do not fit.
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
-        raise ELITECheckpointError(f"{path}: expected a state dict, got {type(state).__name__}")
-    layers = cross_attention_paths(unet)
-    mapping = {k: v for k, v in state.items() if k.startswith("mapping_")}
-    n_words = len({k.split(".")[0] for k in mapping if not k.startswith("mapping_patch_")})
-    mapper = GlobalMapping(input_dim, output_dim, n_words=max(n_words, 1), hidden=hidden)
-    projections = {f"{prefix}_{kind}.weight": (path_, kind) for prefix, path_ in layers.items() for kind in ("to_k", "to_v")}
-    expected = set(mapper.state_dict()) | set(projections)
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        raise ELITECheckpointError(
-            f"{path} does not fit ELITE's global-mapper layout for this UNet: missing keys {missing[:10]}"
-            f"{' ...' if len(missing) > 10 else ''}, unexpected keys {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}"
-        )
-    try:
-        mapper.load_state_dict(mapping)
-    except RuntimeError as error:
-        raise ELITECheckpointError(f"{path}: the mapping weights do not fit input_dim={input_dim}, output_dim={output_dim}, hidden={hidden}: {error}") from error
-    modules = dict(unet.named_modules())
+    build = lambda n: GlobalMapping(input_dim, output_dim, n_words=n, hidden=hidden)  # noqa: E731
+    mapper, state, layers = read_mapper_checkpoint(path, unet, build, "global-mapper")
     with torch.no_grad():
-        for key, (path_, kind) in projections.items():
-            target = getattr(modules[path_], kind).weight
-            if state[key].shape != target.shape:
-                raise ELITECheckpointError(f"{path}: {key} has shape {tuple(state[key].shape)}, the UNet's {path_}.{kind} has {tuple(target.shape)}")
-            target.copy_(state[key].to(target.dtype))
+        for prefix, layer_path in layers.items():
+            for kind in ("to_k", "to_v"):
+                target = getattr(unet.get_submodule(layer_path), kind).weight
+                source = state[f"{prefix}_{kind}.weight"]
+                if source.shape != target.shape:
+                    raise ELITECheckpointError(f"{path}: {prefix}_{kind}.weight has shape {tuple(source.shape)}, the UNet's {layer_path}.{kind} has {tuple(target.shape)}")
+                target.copy_(source.to(target.dtype))
     return mapper
 
 
