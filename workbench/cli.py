@@ -29,6 +29,14 @@ def _train_classifier(args: argparse.Namespace) -> None:
     print(f"classifier written to {Path(args.out).resolve()}")
 
 
+def _train_encoder(args: argparse.Namespace) -> None:
+    from .training.word_encoder import EncoderTrainingConfig, train_word_encoder
+
+    cfg = EncoderTrainingConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed)
+    path = train_word_encoder(args.out, cfg, pipeline=args.pipeline, export_to=args.export_to)
+    print(f"encoder written to {path.resolve()}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description="Concept analysis for text-to-image diffusion models.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -54,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     classifier.add_argument("--steps", type=int, default=1200)
     classifier.add_argument("--seed", type=int, default=0)
     classifier.set_defaults(run=_train_classifier)
+    encoder = world_commands.add_parser("train-encoder", help="train the ELITE-style word encoder on a frozen pipeline")
+    encoder.add_argument("--out", required=True, help="training folder (checkpoint, log, encoder/)")
+    encoder.add_argument("--pipeline", default="shapes", help="the frozen text-to-image pipeline (name or folder)")
+    encoder.add_argument("--steps", type=int, default=3000)
+    encoder.add_argument("--batch-size", type=int, default=32)
+    encoder.add_argument("--seed", type=int, default=0)
+    encoder.add_argument("--export-to", default=None, help="where to write the encoder (default: OUT/encoder)")
+    encoder.set_defaults(run=_train_encoder)
     return parser
 
 

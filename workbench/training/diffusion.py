@@ -61,6 +61,16 @@ def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.T
     return torch.clamp(snr, max=gamma) / snr
 
 
+def denoising_loss(unet, scheduler, images: torch.Tensor, context: torch.Tensor, generator: torch.Generator, gamma: float) -> torch.Tensor:
+    """Min-SNR-weighted epsilon-prediction loss at random timesteps (noise from `generator`)."""
+    noise = torch.randn(images.shape, generator=generator)
+    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(images),), generator=generator)
+    noisy = scheduler.add_noise(images, noise, timesteps)
+    predicted = unet(noisy, timesteps, encoder_hidden_states=context).sample
+    per_sample = F.mse_loss(predicted, noise, reduction="none").mean(dim=(1, 2, 3))
+    return (per_sample * min_snr_weights(scheduler, timesteps, gamma)).mean()
+
+
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     with torch.no_grad():
         for e, p in zip(ema.parameters(), model.parameters()):
@@ -127,15 +137,10 @@ def train_diffusion(
     tic = time.perf_counter()
     for step in bar:
         images, captions = draw_batch(step, cfg, model.image_size)
-        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        noise = torch.randn(images.shape, generator=generator)
-        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(images),), generator=generator)
-        noisy = scheduler.add_noise(images, noise, timesteps)
         ids = tokenizer(captions, padding="max_length", max_length=model.max_length, truncation=True, return_tensors="pt").input_ids
         context = text_encoder(ids)[0]
-        predicted = unet(noisy, timesteps, encoder_hidden_states=context).sample
-        per_sample = F.mse_loss(predicted, noise, reduction="none").mean(dim=(1, 2, 3))
-        loss = (per_sample * min_snr_weights(scheduler, timesteps, cfg.min_snr_gamma)).mean()
+        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        loss = denoising_loss(unet, scheduler, images, context, generator, cfg.min_snr_gamma)
 
         for group in optimizer.param_groups:
             group["lr"] = cfg.learning_rate * min(1.0, (step + 1) / cfg.warmup_steps)
