@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+
+from workbench.concepts import CAV, directional_derivatives, magnitude_score, sign_count_score, tcav
+
+rng = np.random.default_rng(0)
+D = 6
+
+
+def planted(direction: int, n: int = 60, shift: float = 3.0) -> np.ndarray:
+    x = rng.normal(size=(n, D))
+    x[:, direction] += shift
+    return x
+
+
+def randoms(k: int = 6, n: int = 60) -> list[np.ndarray]:
+    return [rng.normal(size=(n, D)) for _ in range(k)]
+
+
+@pytest.mark.parametrize("method", ["sgd", "logistic", "mean_difference"])
+def test_cav_recovers_the_planted_direction(method):
+    cav = CAV(method).fit(planted(0, shift=5.0), rng.normal(size=(60, D)), "red", "random")
+    assert cav.cav_[0] > 0.8 and np.isclose(np.linalg.norm(cav.cav_), 1.0)
+    assert cav.accuracy_ > 0.9 and cav.classes_ == ("red", "random")
+
+
+def test_directional_derivative_scores_known_answers():
+    d = directional_derivatives(np.array([[1.0, 0], [-1, 0], [2, 0]]), np.array([1.0, 0]))
+    assert np.allclose(d, [1, -1, 2])
+    assert sign_count_score(d) == pytest.approx(2 / 3)
+    assert magnitude_score(d) == pytest.approx(3 / 4)
+    assert magnitude_score(np.zeros(3)) == 0.0
+
+
+def test_tcav_flags_the_planted_concept_and_not_the_unrelated_one():
+    gradients = rng.normal(size=(100, D)) * 0.3
+    gradients[:, 0] += 1.0  # the target grows along feature 0
+    frame = tcav(
+        {"red": {"mid": planted(0)}, "square": {"mid": planted(1)}},
+        {"mid": randoms()},
+        {"mid": gradients},
+    )
+    red, square = frame.set_index("concept").loc["red"], frame.set_index("concept").loc["square"]
+    assert red.score > 0.95 and red.significant and red.p_value < 0.01
+    assert not square.significant
+    assert set(frame.columns) >= {"concept", "layer", "score", "magnitude", "random_score", "cav_accuracy", "p_value", "significant"}
+
+
+def test_bonferroni_counts_every_concept_and_layer():
+    gradients = rng.normal(size=(100, D))
+    concepts = {f"c{i}": {"a": planted(i % D, shift=0.5), "b": planted(i % D, shift=0.5)} for i in range(3)}
+    frame = tcav(concepts, {"a": randoms(), "b": randoms()}, {"a": gradients, "b": gradients})
+    assert len(frame) == 6
+    assert (frame.significant == (frame.p_value * 6 < 0.05)).all()
+
+
+@pytest.mark.parametrize(
+    "call, fragment",
+    [
+        (lambda: CAV().fit(np.ones((1, D)), np.ones((5, D))), "at least 2"),
+        (lambda: CAV().fit(np.full((5, D), np.nan), np.ones((5, D))), "NaN or inf"),
+        (lambda: CAV().fit(np.ones((5, D)), np.ones((5, D + 1))), "features"),
+        (lambda: CAV("svm").fit(np.ones((5, D)), np.ones((5, D))), "method must be one of"),
+        (lambda: tcav({"red": {"mid": planted(0)}}, {"up": randoms()}, {"mid": np.ones((3, D))}), "missing from random_sets; it has up"),
+        (lambda: tcav({"red": {"mid": planted(0)}}, {"mid": randoms(1)}, {"mid": np.ones((3, D))}), "at least 2 random sets"),
+    ],
+)
+def test_bad_input_is_named(call, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        call()
