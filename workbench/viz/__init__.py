@@ -1,5 +1,6 @@
 """Pictures and figures from results; nothing here loads a model."""
 
+from .figures import concept_depth_figure, heat_map_figure, matrix_figure, projection_figure, tcav_figure
 from .grid import mask_picture, scene_grid
 
-__all__ = ["mask_picture", "scene_grid"]
+__all__ = ["concept_depth_figure", "heat_map_figure", "mask_picture", "matrix_figure", "projection_figure", "scene_grid", "tcav_figure"]
