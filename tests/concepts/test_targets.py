@@ -3,7 +3,7 @@ import torch
 
 from workbench.concepts.targets import classifier_logit, layer_gradients
 from workbench.models.classifier import ShapesClassifier
-from workbench.training.diffusion import scenes_to_tensor
+from workbench.world.scenes import scenes_to_tensor
 from workbench.world import sample_scenes
 
 

@@ -22,8 +22,7 @@ from ..metrics import cosine_similarity_matrix, dci_fast, infomec, mass_inside, 
 from ..metrics.representations import ProbeLeakage
 from ..models.elite import injected_words
 from ..models.word_encoder import WordEncoder
-from ..training.diffusion import scenes_to_tensor
-from ..world.scenes import Scene
+from ..world.scenes import Scene, scenes_to_tensor
 from ..world.segmentation import BACKGROUND_LABEL, segment_by_palette
 
 POSITION_BINS = 3  # x and y become left/centre/right and top/middle/bottom for probing

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..models.shapes_pipeline import ShapesModelConfig, ShapesPipeline, build_components
-from ..world.scenes import Scene, sample_scene
+from ..world.scenes import sample_scene, scenes_to_tensor
 from ..files import atomic_path
 from .checkpoint import load_state, save_state
 
@@ -37,12 +37,6 @@ class DiffusionTrainingConfig:
     min_snr_gamma: float = 5.0
     checkpoint_every: int = 250
     seed: int = 0
-
-
-def scenes_to_tensor(scenes: list[Scene]) -> torch.Tensor:
-    """Images of `scenes` as float (batch, 3, y, x) in [-1, 1]."""
-    array = np.stack([s.image for s in scenes]).astype(np.float32) / 127.5 - 1.0
-    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
 
 
 def draw_batch(step: int, cfg: DiffusionTrainingConfig, image_size: int) -> tuple[torch.Tensor, list[str]]:

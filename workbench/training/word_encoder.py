@@ -20,9 +20,9 @@ from tqdm.auto import tqdm
 from ..models.elite import injected_words
 from ..models.loading import load_pipeline
 from ..models.word_encoder import WordEncoder, WordEncoderConfig
-from ..world.scenes import sample_scene
+from ..world.scenes import sample_scene, scenes_to_tensor
 from .checkpoint import load_state, save_state
-from .diffusion import denoising_loss, scenes_to_tensor
+from .diffusion import denoising_loss
 
 
 @dataclass(frozen=True)

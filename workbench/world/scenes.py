@@ -9,6 +9,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
 from .captions import CaptionFactors, ObjectWords, make_caption
 from .render import background_image, paint, shape_mask
@@ -187,3 +188,9 @@ def scenes_frame(scenes: Sequence[Scene]) -> pd.DataFrame:
     frames = [s.to_frame().assign(scene=i) for i, s in enumerate(scenes)]
     frame = pd.concat(frames, ignore_index=True)
     return frame[["scene"] + [c for c in frame.columns if c != "scene"]]
+
+
+def scenes_to_tensor(scenes: list[Scene]) -> torch.Tensor:
+    """Images of `scenes` as float (batch, 3, y, x) in [-1, 1]."""
+    array = np.stack([s.image for s in scenes]).astype(np.float32) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()

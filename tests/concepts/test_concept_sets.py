@@ -1,0 +1,45 @@
+import pytest
+import torch
+
+from workbench.concepts.concept_sets import ConceptSet, concept_activations, from_query, parse_query, random_sets
+
+
+def test_factor_queries_draw_matching_scenes():
+    red = from_query("red", "color=red", 6, seed=1)
+    assert len(red) == 6 and all(" red " in p for p in red.prompts)
+    assert red.images.shape == (6, 3, 32, 32)
+    both = from_query("red circles", "color=red,shape=circle", 3)
+    assert all("red circle" in p for p in both.prompts)
+    sets = random_sets(3, 5, seed=0)
+    assert [s.name for s in sets] == ["random0", "random1", "random2"]
+    assert sets[0].fingerprint() != sets[1].fingerprint()
+
+
+def test_bad_queries_and_small_sets_are_named():
+    with pytest.raises(ValueError, match="color='teal' is not a ShapesWorld value; color is one of red"):
+        parse_query("color=teal")
+    with pytest.raises(ValueError, match="expected factor=value"):
+        parse_query("texture=rough")
+    with pytest.raises(ValueError, match="has 1 example"):
+        ConceptSet("tiny", prompts=("a",))
+
+
+def test_activations_are_cached_and_reused(tiny_shapes, tmp_path):
+    red = from_query("red", "color=red", 4)
+    first = concept_activations(tiny_shapes, red, "unet.mid_block", cache_dir=tmp_path)
+    files = list(tmp_path.iterdir())
+    assert first.shape == (4, tiny_shapes.unet.config.block_out_channels[-1]) and len(files) == 1
+    again = concept_activations(tiny_shapes, red, "unet.mid_block", cache_dir=tmp_path)
+    assert torch.equal(first, again) and list(tmp_path.iterdir()) == files
+    other_t = concept_activations(tiny_shapes, red, "unet.mid_block", timestep=100, cache_dir=tmp_path)
+    assert not torch.equal(first, other_t) and len(list(tmp_path.iterdir())) == 2
+    text = concept_activations(tiny_shapes, red, "text_encoder.encoder.layers.1")
+    assert text.shape == (4, 16)
+
+
+def test_text_concepts_cannot_feed_the_unet(tiny_shapes):
+    words = ConceptSet("words", prompts=("a large red circle on a gray background",) * 2)
+    with pytest.raises(ValueError, match="needs images with prompts"):
+        concept_activations(tiny_shapes, words, "unet.mid_block")
+    with pytest.raises(ValueError, match="unet has no child 'mid'"):
+        concept_activations(tiny_shapes, words, "unet.mid")
