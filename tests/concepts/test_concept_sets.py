@@ -43,3 +43,20 @@ def test_text_concepts_cannot_feed_the_unet(tiny_shapes):
         concept_activations(tiny_shapes, words, "unet.mid_block")
     with pytest.raises(ValueError, match="unet has no child 'mid'"):
         concept_activations(tiny_shapes, words, "unet.mid")
+
+
+def test_run_tcav_end_to_end_on_a_tiny_model(tiny_shapes):
+    from workbench.concepts.run import run_tcav
+    from workbench.models.classifier import ShapesClassifier
+
+    frame = run_tcav(
+        tiny_shapes, ShapesClassifier().eval(), ("color", "red"),
+        inputs=from_query("inputs", "color=red", 6, seed=5),
+        concepts=[from_query("red", "color=red", 8, seed=1), from_query("blue", "color=blue", 8, seed=2)],
+        random=random_sets(3, 8, seed=3),
+        layers=["unet.mid_block", "unet.up_blocks.1"],
+    )
+    assert len(frame) == 4 and set(frame.layer) == {"unet.mid_block", "unet.up_blocks.1"}
+    assert frame.score.between(0, 1).all() and frame.p_value.between(0, 1).all()
+    with pytest.raises(ValueError, match="no class 'teal'"):
+        run_tcav(tiny_shapes, ShapesClassifier(), ("color", "teal"), from_query("i", "", 2), [], random_sets(2, 4), ["unet.mid_block"])
