@@ -54,6 +54,7 @@ def main() -> None:
         "planted_significant": bool(row.significant),
         "planted_cav_accuracy": float(row.cav_accuracy),
         "random_false_positive_rate": float(null.significant.mean()),
+        "random_false_positive_rate_uncorrected": float((null.p_value < 0.05).mean()),
         "captum_agreement": None,
         "speedup_vs_captum": None,
         "planted_seconds": round(seconds, 1),
