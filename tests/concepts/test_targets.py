@@ -12,6 +12,7 @@ def setup():
     from ..shapes_fixtures import tiny_shapes_pipeline
 
     scenes = sample_scenes(4, seed=0, n_objects=1)
+    torch.manual_seed(0)  # the classifier's weights
     return tiny_shapes_pipeline(), ShapesClassifier().eval(), scenes_to_tensor(scenes), [s.caption for s in scenes]
 
 
@@ -22,8 +23,8 @@ def test_gradients_match_a_finite_difference_along_a_direction(setup):
     channels = pipe.unet.config.block_out_channels[-1]
     assert acts.shape == grads.shape == (4, channels)
     # derivative along a direction added at every position equals grads . direction
-    direction = torch.randn(channels)
-    eps = 1e-3
+    direction = torch.randn(channels, generator=torch.Generator().manual_seed(1))
+    eps = 1e-2
 
     def shifted(delta):
         handle = pipe.unet.mid_block.register_forward_hook(lambda m, i, o: o + delta * direction[None, :, None, None])
@@ -41,7 +42,7 @@ def test_gradients_match_a_finite_difference_along_a_direction(setup):
             handle.remove()
 
     numeric = (shifted(eps) - shifted(-eps)) / (2 * eps)
-    assert torch.allclose(numeric, grads @ direction, rtol=1e-2, atol=1e-4)
+    assert torch.allclose(numeric, grads @ direction, rtol=2e-2, atol=2e-4)
     assert all(p.grad is None for p in pipe.unet.parameters())
 
 
