@@ -73,3 +73,10 @@ def test_words_take_the_placeholder_slots_and_shift_later_tokens(tiny_shapes_fre
     with pytest.raises(ValueError, match="2 rows but words were given for 3 images"):
         with injected_words(pipe, torch.randn(3, 3, 16)):
             pipe(prompts, num_inference_steps=1, output_type="np")
+
+
+def test_words_of_the_wrong_width_are_refused_before_any_token_is_added(tiny_shapes_fresh):
+    with pytest.raises(ValueError, match="words have width 8; the text encoder embeds tokens with width 16"):
+        with injected_words(tiny_shapes_fresh, torch.randn(1, 2, 8)):
+            pass
+    assert "S*" not in tiny_shapes_fresh.tokenizer.get_vocab()

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from ..capture.activations import first_tensor, pool_tensor, resolve_module
 from ..files import atomic_path
 from ..world.scenes import sample_scene, scenes_to_tensor
+from .targets import noised
 from ..world.vocabulary import FACTOR_VALUES
 
 
@@ -123,9 +124,7 @@ def concept_activations(
         if module.startswith("unet."):
             if concept.images is None or ids is None:
                 raise ValueError(f"concept {concept.name!r} needs images with prompts for the UNet module {module!r}")
-            noise = torch.randn(concept.images.shape, generator=torch.Generator().manual_seed(seed))
-            t = torch.full((len(concept),), timestep, dtype=torch.long)
-            noisy = pipe.scheduler.add_noise(concept.images, noise, t)
+            noisy, t = noised(pipe.scheduler, concept.images, timestep, seed)
             pipe.unet(noisy.to(pipe.device), t.to(pipe.device), encoder_hidden_states=pipe.text_encoder(ids.to(pipe.device))[0])
         else:
             if ids is None:

@@ -38,6 +38,16 @@ def classifier_logit(classifier: ShapesClassifier, head: str, class_name: str) -
     return target
 
 
+def noised(scheduler, images: torch.Tensor, timestep: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (n, 3, y, x) noised to `timestep` with seeded noise: (noisy images, timesteps (n,)).
+
+    Concept activations and target gradients both read the model at this point.
+    """
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed)).to(images.device, images.dtype)
+    t = torch.full((len(images),), timestep, dtype=torch.long, device=images.device)
+    return scheduler.add_noise(images, noise, t), t
+
+
 def layer_gradients(
     pipe,
     module: str,
@@ -72,11 +82,8 @@ def layer_gradients(
         kept["output"] = tensor
 
     scheduler, unet = pipe.scheduler, pipe.unet
-    generator = torch.Generator().manual_seed(seed)
-    noise = torch.randn(images.shape, generator=generator).to(images.device, images.dtype)
-    t = torch.full((len(images),), timestep, dtype=torch.long, device=images.device)
     alpha = scheduler.alphas_cumprod.to(images.device)[timestep]
-    noisy = scheduler.add_noise(images, noise, t)
+    noisy, t = noised(scheduler, images, timestep, seed)
     handle = layer.register_forward_hook(keep)
     try:
         with torch.no_grad():

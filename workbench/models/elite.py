@@ -148,6 +148,9 @@ def injected_words(pipe, words: torch.Tensor, placeholder: str = "S*") -> Iterat
     """
     if words.ndim != 3:
         raise ValueError(f"words must be (batch, n_words, width), got shape {tuple(words.shape)}")
+    width = pipe.text_encoder.get_input_embeddings().embedding_dim
+    if words.shape[2] != width:
+        raise ValueError(f"words have width {words.shape[2]}; the text encoder embeds tokens with width {width}")
     word = LearnedWord(placeholder, torch.zeros(words.shape[1], words.shape[2]))
     tokens = slot_tokens(word)
     known = pipe.tokenizer.get_vocab()
@@ -155,8 +158,6 @@ def injected_words(pipe, words: torch.Tensor, placeholder: str = "S*") -> Iterat
         ids = pipe.tokenizer.convert_tokens_to_ids(tokens)
     else:
         ids = insert_embeddings(pipe, [word])[placeholder]
-    if words.shape[2] != pipe.text_encoder.get_input_embeddings().embedding_dim:
-        raise ValueError(f"words have width {words.shape[2]}; the text encoder embeds tokens with width {pipe.text_encoder.get_input_embeddings().embedding_dim}")
     slots = torch.tensor(ids)
 
     def write(module, inputs, output):
