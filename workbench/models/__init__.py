@@ -8,6 +8,7 @@ from .judge import QualityReport, judge_images
 from .loading import PipelineLoadError, data_dir, embedded_path, load_pipeline
 from .shapes_pipeline import ShapesModelConfig, ShapesPipeline, build_components
 from .tokenizer import build_word_tokenizer
+from .word_encoder import WordEncoder, WordEncoderConfig, load_word_encoder
 
 __all__ = [
     "ClassifierOutput",
@@ -32,5 +33,8 @@ __all__ = [
     "load_local_mapper",
     "load_pipeline",
     "local_mapping",
+    "load_word_encoder",
     "read_embeddings",
+    "WordEncoder",
+    "WordEncoderConfig",
 ]

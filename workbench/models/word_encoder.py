@@ -85,3 +85,12 @@ class WordEncoder(nn.Module):
         model = cls(WordEncoderConfig(**{**raw, "feature_layers": tuple(raw["feature_layers"])}))
         model.load_state_dict(load_file(folder / "model.safetensors"))
         return model.eval()
+
+
+def load_word_encoder(name_or_path: str | Path = "shapes") -> WordEncoder:
+    """The embedded ShapesWorld encoder ("shapes": data/shapes-encoder) or a folder written by
+    `WordEncoder.save_pretrained` (e.g. by `workbench world train-encoder`)."""
+    from .loading import embedded_path  # loading imports diffusers; keep this module light
+
+    folder = embedded_path("shapes-encoder") if str(name_or_path) == "shapes" else Path(name_or_path)
+    return WordEncoder.from_pretrained(folder)
