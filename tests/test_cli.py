@@ -6,15 +6,35 @@ from PIL import Image
 from workbench.cli import main
 
 
-def test_demo_writes_a_grid_and_the_factor_table(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--count", "3", "--steps", "3"]) == 0
+TINY_PROBE = """
+name = "tiny-demo"
+[model]
+steps = 2
+[inputs]
+prompts = ["a large red circle on a gray background"]
+[attention]
+"""
+
+
+def test_demo_runs_probes_into_one_dashboard(tmp_path, capsys):
+    probes = tmp_path / "probes"
+    probes.mkdir()
+    (probes / "tiny.toml").write_text(TINY_PROBE)
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--count", "3", "--steps", "3", "--probes", str(probes)]) == 0
     printed = capsys.readouterr().out
-    assert str((tmp_path / "grid.png").resolve()) in printed
-    grid = Image.open(tmp_path / "grid.png")
-    assert grid.height > 3 * 128
-    table = (tmp_path / "scenes.csv").read_text().splitlines()
-    assert table[0].startswith("scene,object,shape,color,size")
-    assert len(table) >= 4
+    assert str((out / "dashboard.html").resolve()) in printed
+    assert Image.open(out / "grid.png").height > 3 * 128
+    table = (out / "scenes.csv").read_text().splitlines()
+    assert table[0].startswith("scene,object,shape,color,size") and len(table) >= 4
+    assert (out / "runs" / "tiny" / "run.json").is_file()
+    page = (out / "dashboard.html").read_text()
+    assert "tiny-demo | Heat maps: a large red circle on a gray background" in page
+
+
+def test_demo_without_probes_says_where_it_looked(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--count", "1", "--steps", "1", "--probes", str(tmp_path)]) == 2
+    assert f"no probe files (*.toml) in {tmp_path}" in capsys.readouterr().err
 
 
 def test_bad_arguments_give_one_clear_line(tmp_path, capsys):

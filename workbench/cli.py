@@ -10,8 +10,21 @@ from pathlib import Path
 def _demo(args: argparse.Namespace) -> None:
     from .demo import run_demo
 
-    path = run_demo(args.out, count=args.count, seed=args.seed, steps=args.steps)
-    print(f"demo written to {path.resolve()}")
+    path = run_demo(args.out, count=args.count, seed=args.seed, steps=args.steps, probes=args.probes)
+    print(f"demo dashboard written to {path.resolve()}")
+
+
+def _run(args: argparse.Namespace) -> None:
+    from .probes import run_probe
+
+    run_dir = run_probe(args.probe, args.out)
+    print(f"run written to {run_dir.resolve()}; dashboard: {(run_dir / 'dashboard.html').resolve()}")
+
+
+def _dashboard(args: argparse.Namespace) -> None:
+    from .probes import write_run_dashboard
+
+    print(f"dashboard written to {write_run_dashboard(args.run_dir).resolve()}")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -41,12 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description="Concept analysis for text-to-image diffusion models.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="draw held-out ShapesWorld scenes next to the embedded model's images")
+    demo = commands.add_parser("demo", help="run the shipped probes on the embedded ShapesWorld model into one dashboard")
     demo.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
-    demo.add_argument("--count", type=int, default=8, help="number of scenes")
+    demo.add_argument("--count", type=int, default=8, help="held-out scenes in the grid")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--steps", type=int, default=25, help="denoising steps")
+    demo.add_argument("--steps", type=int, default=25, help="denoising steps of the grid")
+    demo.add_argument("--probes", default=None, help="folder of probe files (default: the shipped probes/)")
     demo.set_defaults(run=_demo)
+
+    run = commands.add_parser("run", help="run a probe file's analyses into a run directory (resumes)")
+    run.add_argument("probe", help="a probe file, e.g. probes/concept-leakage.toml")
+    run.add_argument("--out", required=True, help="the run directory (rerun to resume an interrupted run)")
+    run.set_defaults(run=_run)
+
+    dashboard = commands.add_parser("dashboard", help="(re)write RUN_DIR/dashboard.html from a run directory")
+    dashboard.add_argument("run_dir", help="a run directory written by `workbench run`")
+    dashboard.set_defaults(run=_dashboard)
 
     world = commands.add_parser("world", help="train the embedded ShapesWorld models")
     world_commands = world.add_subparsers(dest="world_command", required=True)

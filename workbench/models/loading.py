@@ -21,6 +21,14 @@ class PipelineLoadError(ValueError):
     """A name or folder that does not hold a loadable pipeline."""
 
 
+# which command makes each embedded folder (named in the error when one is missing)
+TRAINING_COMMANDS = {
+    "shapes": "workbench world train --out checkpoints/shapes --export-to data/shapes",
+    "shapes-classifier": "workbench world train-classifier --out data/shapes-classifier",
+    "shapes-encoder": "workbench world train-encoder --out checkpoints/shapes-encoder --export-to data/shapes-encoder",
+}
+
+
 def data_dir() -> Path:
     """The folder holding the embedded models: $WORKBENCH_DATA, else the checkout's `data/`."""
     override = os.environ.get("WORKBENCH_DATA")
@@ -35,10 +43,10 @@ def embedded_path(name: str) -> Path:
     """
     path = data_dir() / name
     if not path.exists():
+        command = TRAINING_COMMANDS.get(name, "workbench world train")
         raise PipelineLoadError(
             f"the embedded model folder {path} is missing; install the package from its checkout "
-            "(pip install -e .), point WORKBENCH_DATA at a folder holding it, "
-            "or retrain it with `workbench world train`"
+            f"(pip install -e .), point WORKBENCH_DATA at a folder holding it, or retrain it with `{command}`"
         )
     return path
 

@@ -65,7 +65,7 @@ class Projection:
         frame = pd.DataFrame(labels if labels is not None else {})
         if len(frame.columns) and len(frame) != len(x):
             raise ValueError(f"labels have {len(frame)} rows for {len(x)} points")
-        self.model_ = umap.UMAP(n_neighbors=self.n_neighbors, min_dist=self.min_dist, metric=self.metric, random_state=self.seed, n_components=2)
+        self.model_ = umap.UMAP(n_neighbors=self.n_neighbors, min_dist=self.min_dist, metric=self.metric, random_state=self.seed, n_components=2, n_jobs=1)
         self.embedding_ = self.model_.fit_transform(x)
         self.labels_ = frame.reset_index(drop=True)
         return self

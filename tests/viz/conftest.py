@@ -1,0 +1,26 @@
+"""Traced tiny pipelines for the figure and dashboard tests (random weights: no concepts)."""
+
+import pytest
+import torch
+
+from workbench.capture import trace
+
+PROMPT = "a large red circle on a gray background"
+
+
+def traced_image_and_maps(pipe, steps: int, per_step: bool):
+    with trace(pipe, per_step=per_step) as tr:
+        images = pipe([PROMPT], num_inference_steps=steps, output_type="np", generator=torch.Generator().manual_seed(0)).images
+    return images[0], tr.attention_maps()
+
+
+@pytest.fixture(scope="session")
+def traced(tiny_shapes):
+    """(image, maps) of one prompt, 2 steps, maps averaged over steps."""
+    return traced_image_and_maps(tiny_shapes, steps=2, per_step=False)
+
+
+@pytest.fixture(scope="session")
+def traced_per_step(tiny_shapes):
+    """(image, maps) of one prompt, 3 steps, maps kept per step."""
+    return traced_image_and_maps(tiny_shapes, steps=3, per_step=True)

@@ -1,0 +1,206 @@
+"""Probe files: a TOML declaration of model, inputs and analyses, checked key by key.
+
+    name = "concept-leakage"
+    seed = 0
+    [model]       pipeline, device, steps, guidance_scale
+    [inputs]      prompts = [...]  or  scenes = 8, objects = 2, split = "test"
+    [attention]   layers, per_step                 (trace + overlap + leakage)
+    [primary_auxiliary] encoder, images, template   (which learned word carries what)
+    [tcav]        target, concepts, layers, examples, random_runs, timestep, method, alpha
+    [projection]  bank, metric, neighbors
+
+A section that is present runs; its absent keys take the defaults below. An unknown key or a
+value of the wrong type is an error naming the file, the line, the key and what is accepted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ProbeError(ValueError):
+    """A probe file that cannot be run as written."""
+
+
+# section -> key -> (accepted types, default, what it means); None as a default means required.
+SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
+    "": {
+        "name": ((str,), None, "a short name for the probe"),
+        "description": ((str,), "", "what question the probe answers"),
+        "seed": ((int,), 0, "seed for scenes and generation"),
+    },
+    "model": {
+        "pipeline": ((str,), "shapes", '"shapes" or the folder of a diffusers pipeline'),
+        "device": ((str,), "cpu", '"cpu" or "cuda"'),
+        "steps": ((int,), 20, "denoising steps"),
+        "guidance_scale": ((int, float), 3.0, "classifier-free guidance scale"),
+    },
+    "inputs": {
+        "prompts": ((list,), [], "prompts to generate (any model)"),
+        "scenes": ((int,), 0, "number of held-out ShapesWorld scenes whose captions are used"),
+        "objects": ((int,), 2, "objects per ShapesWorld scene (1 or 2)"),
+        "split": ((str,), "test", '"train" or "test" (held-out factor combinations)'),
+    },
+    "attention": {
+        "layers": ((str, list), "all", 'cross-attention layers: "all", short names ("up.1") or module paths'),
+        "per_step": ((bool,), False, "keep each denoising step's maps"),
+    },
+    "primary_auxiliary": {
+        "encoder": ((str,), "shapes", '"shapes" or the folder of a saved word encoder'),
+        "images": ((int,), 40, "one-object scenes to encode (at least 20)"),
+        "template": ((str,), "a S*", "the prompt the learned words are injected into"),
+    },
+    "tcav": {
+        "target": ((str,), "color=red", 'the classifier class explained, "head=class"'),
+        "concepts": ((list,), ["color=red", "color=blue"], 'concept queries, e.g. "color=red", "shape=circle"'),
+        "layers": ((list,), ["unet.mid_block", "unet.up_blocks.1"], "UNet modules"),
+        "examples": ((int,), 30, "examples per concept and random set"),
+        "random_runs": ((int,), 10, "random concept sets"),
+        "inputs": ((int,), 30, "explained inputs (scenes of the target class)"),
+        "timestep": ((int,), 400, "noise level at which x0-hat is read"),
+        "method": ((str,), "sgd", '"sgd", "logistic" or "mean_difference"'),
+        "alpha": ((int, float), 0.05, "significance level before Bonferroni"),
+    },
+    "projection": {
+        "bank": ((str,), "vocabulary", '"vocabulary" (token embeddings) or "learned-words" (needs [primary_auxiliary])'),
+        "metric": ((str,), "cosine", '"cosine" or "euclidean"'),
+        "neighbors": ((int,), 15, "UMAP n_neighbors"),
+    },
+}
+ANALYSES = ("attention", "primary_auxiliary", "tcav", "projection")
+CHOICES = {
+    ("inputs", "split"): ("train", "test"),
+    ("tcav", "method"): ("sgd", "logistic", "mean_difference"),
+    ("projection", "bank"): ("vocabulary", "learned-words"),
+    ("projection", "metric"): ("cosine", "euclidean"),
+}
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A checked probe: the settings of every section (defaults filled in)."""
+
+    name: str
+    description: str
+    seed: int
+    model: dict[str, Any]
+    inputs: dict[str, Any]
+    analyses: dict[str, dict[str, Any]]  # only the sections present, in run order
+    source: str = field(default="", compare=False)
+
+    def settings(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "seed": self.seed, "model": self.model, "inputs": self.inputs, **self.analyses}
+
+    def fingerprint(self) -> str:
+        """Changes when any setting changes (the run directory checks it before resuming)."""
+        return hashlib.sha256(json.dumps(self.settings(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _line_of(text: str, section: str, key: str) -> int | None:
+    """The 1-based line where `key` is set in `[section]` ("" = top level), if found."""
+    current = ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = re.match(r"\s*\[([^\[\]]+)\]\s*(#.*)?$", line)
+        if header:
+            current = header.group(1).strip()
+        elif current == section and re.match(rf"\s*{re.escape(key)}\s*=", line):
+            return number
+    return None
+
+
+def _where(path: str, text: str, section: str, key: str | None = None) -> str:
+    line = _line_of(text, section, key) if key else None
+    if line is None and section:
+        line = _line_of_header(text, section)
+    return f"{path}" + (f", line {line}" if line else "")
+
+
+def _line_of_header(text: str, section: str) -> int | None:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if re.match(rf"\s*\[{re.escape(section)}\]", line):
+            return number
+    return None
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list"}
+    return " or ".join(names[t] for t in types)
+
+
+def _check_section(path: str, text: str, section: str, values: dict[str, Any]) -> dict[str, Any]:
+    schema = SCHEMA[section]
+    label = f"[{section}]" if section else "the top level"
+    checked = {}
+    for key, value in values.items():
+        if key not in schema:
+            raise ProbeError(
+                f"{_where(path, text, section, key)}: unknown key {key!r} in {label}; accepted keys: {', '.join(schema)}"
+            )
+        types, _, meaning = schema[key]
+        wrong = isinstance(value, bool) and bool not in types  # TOML true is not an integer here
+        if wrong or not isinstance(value, types):
+            raise ProbeError(
+                f"{_where(path, text, section, key)}: {label} {key} must be {_type_names(types)} ({meaning}), "
+                f"got {value!r}"
+            )
+        if (section, key) in CHOICES and value not in CHOICES[(section, key)]:
+            raise ProbeError(
+                f"{_where(path, text, section, key)}: {label} {key} = {value!r}; expected one of {', '.join(CHOICES[(section, key)])}"
+            )
+        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            raise ProbeError(f"{_where(path, text, section, key)}: {label} {key} must be a list of strings, got {value!r}")
+        checked[key] = value
+    for key, (_, default, meaning) in schema.items():
+        if key not in checked:
+            if default is None:
+                raise ProbeError(f"{path}: {label} needs {key!r} ({meaning})")
+            checked[key] = default
+    return checked
+
+
+def parse_probe(text: str, path: str = "<probe>") -> Probe:
+    """Check a probe's TOML text (see the module docstring); `path` names it in errors."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ProbeError(f"{path}: not valid TOML: {error}") from None
+    top = {k: v for k, v in raw.items() if not isinstance(v, dict)}
+    sections = {k: v for k, v in raw.items() if isinstance(v, dict)}
+    for name in sections:
+        if name not in SCHEMA or name == "":
+            raise ProbeError(
+                f"{_where(path, text, name)}: unknown section [{name}]; accepted sections: "
+                + ", ".join(f"[{s}]" for s in SCHEMA if s)
+            )
+    head = _check_section(path, text, "", top)
+    model = _check_section(path, text, "model", sections.get("model", {}))
+    inputs = _check_section(path, text, "inputs", sections.get("inputs", {}))
+    analyses = {name: _check_section(path, text, name, sections[name]) for name in ANALYSES if name in sections}
+    if not analyses:
+        raise ProbeError(f"{path}: no analysis to run; add at least one of " + ", ".join(f"[{a}]" for a in ANALYSES))
+    if "attention" in analyses and not inputs["prompts"] and inputs["scenes"] < 1:
+        raise ProbeError(f"{_where(path, text, 'inputs')}: [attention] needs [inputs] prompts = [...] or scenes = N (N >= 1)")
+    if inputs["objects"] not in (1, 2):
+        raise ProbeError(f"{_where(path, text, 'inputs', 'objects')}: [inputs] objects must be 1 or 2, got {inputs['objects']}")
+    if analyses.get("projection", {}).get("bank") == "learned-words" and "primary_auxiliary" not in analyses:
+        raise ProbeError(f"{_where(path, text, 'projection', 'bank')}: bank = \"learned-words\" needs a [primary_auxiliary] section")
+    return Probe(name=head["name"], description=head["description"], seed=head["seed"], model=model, inputs=inputs, analyses=analyses, source=path)
+
+
+def load_probe(path: str | Path) -> Probe:
+    """Read and check a probe file.
+
+    Raises:
+        FileNotFoundError: the file does not exist (named).
+        ProbeError: unknown key or section, wrong type (names the line and accepted keys).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"probe file {path} does not exist; probes live in probes/*.toml")
+    return parse_probe(path.read_text(encoding="utf-8"), str(path))
