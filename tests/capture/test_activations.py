@@ -58,3 +58,13 @@ def test_pool_known_answers():
     assert torch.equal(pool_tensor(x, "max"), torch.tensor([[3.0, 7.0]]))
     tokens = torch.arange(6.0).reshape(1, 3, 2)
     assert torch.equal(pool_tensor(tokens, "mean"), torch.tensor([[2.0, 3.0]]))
+
+
+def test_direct_denoiser_call_after_a_guided_generation_keeps_the_whole_batch(tiny_shapes):
+    run(tiny_shapes, steps=1, guidance_scale=3.0)  # leaves the pipeline's guidance scale set
+    assert tiny_shapes.do_classifier_free_guidance
+    ids = tiny_shapes.tokenizer(PROMPTS * 2, padding="max_length", max_length=tiny_shapes.tokenizer.model_max_length, return_tensors="pt").input_ids
+    with trace(tiny_shapes, layers=None, modules=["unet.mid_block"]) as tr, torch.no_grad():
+        context = tiny_shapes.text_encoder(ids)[0]
+        tiny_shapes.unet(torch.randn(4, 3, 32, 32), 10, encoder_hidden_states=context)
+    assert tr.activations().values["unet.mid_block"].shape[1] == 4

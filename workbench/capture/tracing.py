@@ -97,7 +97,11 @@ class Trace:
             self.timesteps.append(float(timestep.flatten()[0]) if torch.is_tensor(timestep) else float(timestep))
 
     def _guidance_rows(self, batch: int) -> slice:
-        guided = bool(getattr(self.pipe, "do_classifier_free_guidance", False))
+        # Pipelines keep their guidance scale after a call, so a direct denoiser call (e.g. for
+        # activations) would look guided: it is only if the batch doubles the encoded prompts.
+        guided = bool(getattr(self.pipe, "do_classifier_free_guidance", False)) and batch % 2 == 0
+        if guided and self.prompt_ids is not None:
+            guided = batch >= 2 * len(self.prompt_ids)
         if not guided:
             if self.guidance == "uncond":
                 raise ValueError("guidance='uncond' asked for, but this call runs without classifier-free guidance")

@@ -2,9 +2,11 @@
 
 from .captions import CaptionError, CaptionFactors, ObjectWords, make_caption, parse_caption
 from .scenes import Scene, SceneObject, is_held_out, sample_scene, sample_scenes, scenes_frame, scenes_to_tensor
+from .segmentation import BACKGROUND_LABEL, object_masks_by_color, segment_by_palette
 from .vocabulary import BACKGROUNDS, COLORS, FACTOR_VALUES, SHAPES, SIZES, vocabulary
 
 __all__ = [
+    "BACKGROUND_LABEL",
     "BACKGROUNDS",
     "COLORS",
     "CaptionError",
@@ -17,10 +19,12 @@ __all__ = [
     "SceneObject",
     "is_held_out",
     "make_caption",
+    "object_masks_by_color",
     "parse_caption",
     "sample_scene",
     "sample_scenes",
     "scenes_frame",
     "scenes_to_tensor",
+    "segment_by_palette",
     "vocabulary",
 ]
