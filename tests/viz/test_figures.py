@@ -109,3 +109,13 @@ def test_matrix_projection_tcav_and_depth_figures():
     bars = tcav_figure(frame)
     assert list(bars.data[0].text) == ["", "n.s."] and list(bars.data[0].marker.opacity) == [1.0, 0.35]
     assert len(concept_depth_figure(frame).data) == 2
+
+
+def test_tcav_baselines_sit_on_their_own_bars():
+    frame = pd.DataFrame({"concept": ["red", "red"], "layer": ["mid", "up.1"], "score": [0.9, 0.6], "score_std": [0.02, 0.1],
+                          "random_score": [0.5, 0.4], "significant": [True, False], "p_value": [0.001, 0.3]})
+    fig = tcav_figure(frame)
+    bars, baseline = fig.data
+    assert [list(axis) for axis in bars.x] == [["red", "red"], ["mid", "up.1"]]
+    assert [list(axis) for axis in baseline.x] == [list(axis) for axis in bars.x]
+    assert list(baseline.y) == [0.5, 0.4]

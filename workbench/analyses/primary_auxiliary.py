@@ -115,9 +115,10 @@ def compare_words(
         generated.append(images)
     words = np.concatenate(all_words)
     names = word_names(words.shape[1])
-    # the vocabulary without the placeholder's own slots (they hold no embedding of their own)
+    # the vocabulary without the placeholder's own slots (no embedding of their own) or special tokens
     table = pipe.text_encoder.get_input_embeddings().weight.detach().numpy()
-    keep = [i for i in range(len(table)) if i not in slot_ids]
+    special = set(pipe.tokenizer.all_special_ids)
+    keep = [i for i in range(len(table)) if i not in slot_ids and i not in special]
     vocabulary, tokens = table[keep], pipe.tokenizer.convert_ids_to_tokens(keep)
     nearest = nearest_tokens(words.mean(axis=0), vocabulary, tokens, k=3, names=names)
     nearest["token_id"] = [keep[i] for i in nearest.token_id]

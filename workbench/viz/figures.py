@@ -160,20 +160,26 @@ def projection_figure(frame: pd.DataFrame, color: str | None = None, hover: Sequ
 
 
 def tcav_figure(frame: pd.DataFrame, title: str = "TCAV") -> go.Figure:
-    """Bars of mean sign-count scores with standard deviations, per concept and layer, beside the
-    random baseline; non-significant results are faded and marked "n.s."."""
+    """A bar per concept and layer (mean sign-count score +- std over random runs) with that
+    layer's random-vs-random baseline beside it; non-significant results are faded and marked
+    "n.s.". The x axis is two-level (concept, then layer) so each baseline sits on its bar."""
     missing = {"concept", "layer", "score", "score_std", "random_score", "significant"} - set(frame.columns)
     if missing:
         raise ValueError(f"a TCAV frame needs the columns {sorted(missing)}")
-    fig = go.Figure()
-    for layer, group in frame.groupby("layer", sort=False):
-        fig.add_trace(go.Bar(
-            x=group.concept, y=group.score, name=str(layer), error_y=dict(type="data", array=group.score_std),
-            marker_opacity=[1.0 if s else 0.35 for s in group.significant],
-            text=["" if s else "n.s." for s in group.significant], textposition="outside",
-        ))
-    fig.add_trace(go.Scatter(x=frame.concept, y=frame.random_score, mode="markers", name="random vs random", marker_symbol="line-ew-open", marker_size=18))
-    return fig.update_layout(title=title, barmode="group", yaxis=dict(range=[0, 1.1], title="TCAV score"))
+    x = [frame.concept.astype(str).tolist(), frame.layer.astype(str).tolist()]
+    p_values = frame.p_value if "p_value" in frame.columns else [float("nan")] * len(frame)
+    fig = go.Figure(go.Bar(
+        x=x, y=frame.score, name="concept vs random", error_y=dict(type="data", array=frame.score_std),
+        marker_opacity=[1.0 if s else 0.35 for s in frame.significant],
+        text=["" if s else "n.s." for s in frame.significant], textposition="outside",
+        customdata=np.stack([p_values], axis=1), hovertemplate="%{x}<br>score %{y:.3f}<br>p = %{customdata[0]:.2g}<extra></extra>",
+    ))
+    random_std = frame.random_score_std if "random_score_std" in frame.columns else None
+    fig.add_trace(go.Scatter(
+        x=x, y=frame.random_score, mode="markers", name="random vs random", marker_symbol="line-ew-open", marker_size=18,
+        error_y=None if random_std is None else dict(type="data", array=random_std),
+    ))
+    return fig.update_layout(title=title, yaxis=dict(range=[0, 1.1], title="TCAV score"))
 
 
 def concept_depth_figure(frame: pd.DataFrame, title: str = "CAV accuracy per layer") -> go.Figure:
