@@ -60,3 +60,26 @@ def test_run_tcav_end_to_end_on_a_tiny_model(tiny_shapes):
     assert frame.score.between(0, 1).all() and frame.p_value.between(0, 1).all()
     with pytest.raises(ValueError, match="no class 'teal'"):
         run_tcav(tiny_shapes, ShapesClassifier(), ("color", "teal"), from_query("i", "", 2), [], random_sets(2, 4), ["unet.mid_block"])
+
+
+def test_many_concepts_and_modules_in_shared_passes_that_stop_early(tiny_shapes, tmp_path):
+    from workbench.concepts.concept_sets import layer_activations
+
+    sets = [from_query("red", "color=red", 5, seed=1)] + random_sets(2, 4, seed=3)
+    calls = {"unet": 0, "last": 0}
+    hooks = [tiny_shapes.unet.register_forward_pre_hook(lambda m, i: calls.__setitem__("unet", calls["unet"] + 1)),
+             tiny_shapes.unet.up_blocks[-1].register_forward_hook(lambda m, i, o: calls.__setitem__("last", calls["last"] + 1))]
+    try:
+        found = layer_activations(tiny_shapes, sets, ["unet.mid_block", "unet.up_blocks.1"], batch_size=8, cache_dir=tmp_path)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert calls == {"unet": 2, "last": 0}  # two passes (8 and 5 rows), each stopped after up_blocks.1
+    for concept in sets:
+        for module in ("unet.mid_block", "unet.up_blocks.1"):
+            alone = concept_activations(tiny_shapes, concept, module)  # its own pass, no cache
+            assert torch.allclose(found[concept.name][module], alone, atol=1e-5)
+    assert len(list(tmp_path.iterdir())) == 6
+    with pytest.raises(ValueError, match="concept names must be unique"):
+        layer_activations(tiny_shapes, random_sets(2, 3) + random_sets(1, 3, seed=9), ["unet.mid_block"])
+    assert [s.name for s in random_sets(2, 3, prefix="posing")] == ["posing0", "posing1"]

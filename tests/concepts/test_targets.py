@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from workbench.concepts.targets import classifier_logit, layer_gradients
+from workbench.concepts.targets import TargetModel, classifier_logit, gradients_at, layer_gradients
 from workbench.models.classifier import ShapesClassifier
 from workbench.world.scenes import scenes_to_tensor
 from workbench.world import sample_scenes
@@ -56,3 +56,58 @@ def test_unknown_classes_heads_and_modules_are_named(setup):
         layer_gradients(pipe, "text_encoder.encoder", images, prompts, lambda x: x.sum())
     with pytest.raises(ValueError, match="unet has no child 'middle'"):
         layer_gradients(pipe, "unet.middle", images, prompts, lambda x: x.sum())
+
+
+def test_several_modules_take_one_forward_and_match_one_at_a_time(setup):
+    pipe, classifier, images, prompts = setup
+    target = classifier_logit(classifier, "color", "red")
+    calls = []
+    handle = pipe.unet.register_forward_hook(lambda m, i, o: calls.append(1))
+    try:
+        both = gradients_at(pipe, ["unet.mid_block", "unet.up_blocks.1"], images, prompts, target, timestep=300)
+    finally:
+        handle.remove()
+    assert len(calls) == 1 and all(p.grad is None for p in pipe.unet.parameters())
+    for module in ("unet.mid_block", "unet.up_blocks.1"):
+        acts, grads = layer_gradients(pipe, module, images, prompts, target, timestep=300)
+        assert torch.allclose(both[module][0], acts, atol=1e-6) and torch.allclose(both[module][1], grads, atol=1e-6)
+
+
+def test_gradients_with_frozen_weights(setup):
+    pipe, classifier, images, prompts = setup
+    target = classifier_logit(classifier, "color", "red")
+    expected = layer_gradients(pipe, "unet.up_blocks.1", images, prompts, target)[1]
+    pipe.unet.requires_grad_(False)
+    try:
+        assert torch.allclose(layer_gradients(pipe, "unet.up_blocks.1", images, prompts, target)[1], expected, atol=1e-6)
+    finally:
+        pipe.unet.requires_grad_(True)
+
+
+def test_target_model_is_the_target_and_its_pooled_layers_are_ours(setup):
+    pipe, classifier, images, prompts = setup
+    layers = ["unet.mid_block", "unet.up_blocks.1"]
+    model = TargetModel(pipe, classifier, "color", pooled=layers)
+    noisy, t, ids = model.inputs(images, prompts, timestep=300, seed=2)
+    red = classifier.heads["color"].index("red")
+    ours = gradients_at(pipe, layers, images, prompts, classifier_logit(classifier, "color", "red"), timestep=300, seed=2)
+    # the same function of the inputs, and the pooled layers give our activations and gradients
+    kept = {}
+    handles = [model.pooled.unet.mid_block.register_forward_hook(lambda m, i, o: kept.setdefault("mid", o))]
+    with torch.enable_grad():
+        logits = model(noisy, t, ids)
+    handles[0].remove()
+    assert logits.shape == (4, len(classifier.heads["color"]))
+    assert torch.allclose(kept["mid"], ours["unet.mid_block"][0], atol=1e-6)
+    captum_attr = pytest.importorskip("captum.attr")
+    for layer in layers:
+        tap = model.get_submodule(f"pooled.{layer}")
+        grads = captum_attr.LayerGradientXActivation(model, tap, multiply_by_inputs=False).attribute((noisy, t, ids), target=red)
+        assert torch.allclose(grads, ours[layer][1], atol=1e-6, rtol=1e-4)
+        block = model.get_submodule(layer)
+        full = captum_attr.LayerGradientXActivation(model, block, multiply_by_inputs=False).attribute((noisy, t, ids), target=red)
+        assert torch.allclose(full.sum((2, 3)), ours[layer][1], atol=1e-6, rtol=1e-4)
+    with pytest.raises(ValueError, match="only UNet modules"):
+        TargetModel(pipe, classifier, "color", pooled=["text_encoder.encoder"])
+    with pytest.raises(ValueError, match="no head 'texture'"):
+        TargetModel(pipe, classifier, "texture")

@@ -1,16 +1,27 @@
 """Concept activation vectors (Kim et al., 2018): the direction, at one layer, that separates a
-concept's activations from random ones. An estimator in scikit-learn's manner."""
+concept's activations from random ones. An estimator in scikit-learn's manner.
+
+TCAV fits many CAVs at a layer (every concept against R random sets, and the random sets against
+each other), all small problems of the same size. `fit_cavs` fits them together: the linear SVM
+(hinge loss, L2 penalty `alpha`: the objective scikit-learn's SGDClassifier, and so captum and
+tensorflow-tcav, descends) and logistic regression are solved to their optimum by one batched
+Newton iteration over all pairs (see linear.py), instead of one SGD run per pair.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 from sklearn import linear_model
 from sklearn.model_selection import train_test_split
 
+from .linear import fit_linear
+
 Method = Literal["sgd", "logistic", "mean_difference"]
+Solver = Literal["batched", "sklearn"]
 METHODS: tuple[str, ...] = ("sgd", "logistic", "mean_difference")
+SOLVERS: tuple[str, ...] = ("batched", "sklearn")
 
 
 def _activations(name: str, x) -> np.ndarray:
@@ -28,15 +39,21 @@ class CAV:
     """A concept activation vector.
 
     Args:
-        method: "sgd" (linear SVM by SGD with hinge loss, the captum / tensorflow-tcav default),
-            "logistic" (logistic regression), or "mean_difference" (FastCAV: the difference of the
-            class means, thresholded half-way for accuracy).
-        alpha: regularisation of the SGD classifier (captum's default 0.01).
-        test_size: held-out fraction for `accuracy_`.
-        seed: seeds the split and the SGD.
+        method: "sgd" (linear SVM: hinge loss with an L2 penalty, the captum / tensorflow-tcav
+            default, which they fit with scikit-learn's SGDClassifier), "logistic" (logistic
+            regression, scikit-learn's default C=1), or "mean_difference" (FastCAV: the
+            difference of the class means, thresholded half-way for accuracy).
+        alpha: L2 penalty of the SVM (captum's default 0.01), as in SGDClassifier: the objective
+            is mean hinge loss + alpha / 2 * |w|^2.
+        test_size: held-out fraction for `accuracy_` (a stratified split seeded by `seed`).
+        seed: seeds the split (and the SGD with solver="sklearn").
+        solver: "batched" solves the SVM / logistic objective to its optimum (and fits many
+            CAVs at once through `fit_cavs`); "sklearn" runs scikit-learn's SGDClassifier /
+            LogisticRegression per pair, as captum does, for parity checks.
 
     Attributes (after fit):
         cav_: unit vector (n_features,) pointing from random towards the concept.
+        coef_, intercept_: the classifier's weights (n_features,) and bias (positive: concept).
         classes_: (concept name, random name).
         accuracy_: held-out accuracy of the concept-vs-random classifier.
 
@@ -45,43 +62,140 @@ class CAV:
         >>> cav.cav_.shape, cav.accuracy_
     """
 
-    def __init__(self, method: Method = "sgd", alpha: float = 0.01, test_size: float = 0.33, seed: int = 0):
+    def __init__(
+        self, method: Method = "sgd", alpha: float = 0.01, test_size: float = 0.33, seed: int = 0, solver: Solver = "batched"
+    ):
         self.method = method
         self.alpha = alpha
         self.test_size = test_size
         self.seed = seed
+        self.solver = solver
 
     def fit(self, concept, random, concept_name: str = "concept", random_name: str = "random") -> "CAV":
         """Fit on concept (n, d) and random (m, d) activations; returns self.
 
         Raises:
-            ValueError: an unknown method, fewer than 2 examples in a set, NaN/inf, or sets of
-                different widths.
+            ValueError: an unknown method or solver, fewer than 2 examples in a set, NaN/inf,
+                sets of different widths, or sets that cannot be told apart.
         """
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        positive, negative = _activations(concept_name, concept), _activations(random_name, random)
-        if positive.shape[1] != negative.shape[1]:
-            raise ValueError(f"{concept_name} has {positive.shape[1]} features but {random_name} has {negative.shape[1]}")
-        x = np.vstack([positive, negative])
-        y = np.r_[np.ones(len(positive), int), np.zeros(len(negative), int)]
-        x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=self.test_size, random_state=self.seed, stratify=y)
-        if self.method == "mean_difference":
-            direction = x_train[y_train == 1].mean(0) - x_train[y_train == 0].mean(0)
-            midpoint = (x_train[y_train == 1].mean(0) + x_train[y_train == 0].mean(0)) / 2
-            predicted = ((x_test - midpoint) @ direction > 0).astype(int)
-        else:
+        _check(self.method, self.solver)
+        if self.solver == "sklearn":
+            positive, negative = _pair(concept, random, concept_name, random_name)
+            x_train, x_test, y_train, y_test = _split(positive, negative, self.test_size, self.seed)
             model = (
                 linear_model.SGDClassifier(alpha=self.alpha, max_iter=1000, tol=1e-3, random_state=self.seed)
                 if self.method == "sgd"
                 else linear_model.LogisticRegression(max_iter=1000)
-            ).fit(x_train, y_train)
-            direction = model.coef_[0]  # positive towards label 1, the concept
-            predicted = model.predict(x_test)
-        norm = np.linalg.norm(direction)
-        if norm == 0:
-            raise ValueError(f"{concept_name} and {random_name} cannot be told apart: the fitted direction is zero")
-        self.cav_ = direction / norm
-        self.classes_ = (concept_name, random_name)
-        self.accuracy_ = float(np.mean(predicted == y_test))
+            ).fit(x_train, (y_train > 0).astype(int))
+            return self._set(model.coef_[0], float(model.intercept_[0]), x_test, y_test, concept_name, random_name)
+        fitted = fit_cavs([(concept, random, concept_name, random_name)], self.method, self.alpha, self.test_size, [self.seed])
+        self.__dict__.update({k: v for k, v in vars(fitted[0]).items() if k.endswith("_")})
         return self
+
+    def _set(self, coef, intercept, x_test, y_test, concept_name, random_name) -> "CAV":
+        norm = np.linalg.norm(coef)
+        if norm <= 1e-12 or not np.isfinite(norm):
+            raise ValueError(f"{concept_name} and {random_name} cannot be told apart: the fitted direction is zero")
+        self.coef_, self.intercept_ = np.asarray(coef, dtype=np.float64), float(intercept)
+        self.cav_ = self.coef_ / norm
+        self.classes_ = (concept_name, random_name)
+        self.accuracy_ = float(np.mean(np.where(x_test @ self.coef_ + self.intercept_ > 0, 1, -1) == y_test))
+        return self
+
+
+def _check(method: str, solver: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    if solver == "sklearn" and method == "mean_difference":
+        raise ValueError("mean_difference has no scikit-learn solver; use solver='batched'")
+
+
+def _pair(concept, random, concept_name: str, random_name: str) -> tuple[np.ndarray, np.ndarray]:
+    positive, negative = _activations(concept_name, concept), _activations(random_name, random)
+    if positive.shape[1] != negative.shape[1]:
+        raise ValueError(f"{concept_name} has {positive.shape[1]} features but {random_name} has {negative.shape[1]}")
+    return positive, negative
+
+
+_SPLITS: dict[tuple[int, int, float, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _split_indices(n_positive: int, n_negative: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's stratified split of (n_positive ones, n_negative zeros), memoised: every
+    pair of the same sizes and seed splits the same way."""
+    key = (n_positive, n_negative, test_size, seed)
+    if key not in _SPLITS:
+        y = np.r_[np.ones(n_positive, int), np.zeros(n_negative, int)]
+        _SPLITS[key] = train_test_split(np.arange(len(y)), test_size=test_size, random_state=seed, stratify=y)
+    return _SPLITS[key]
+
+
+def _split(positive: np.ndarray, negative: np.ndarray, test_size: float, seed: int):
+    """Stratified train/test rows and labels (+1 concept, -1 random)."""
+    x = np.vstack([positive, negative])
+    y = np.r_[np.ones(len(positive)), -np.ones(len(negative))]
+    train, test = _split_indices(len(positive), len(negative), test_size, seed)
+    return x[train], x[test], y[train], y[test]
+
+
+def fit_cavs(
+    pairs: Sequence[tuple],
+    method: Method = "sgd",
+    alpha: float = 0.01,
+    test_size: float = 0.33,
+    seeds: int | Sequence[int] = 0,
+) -> list[CAV]:
+    """Fit many CAVs together (the batched solver).
+
+    Args:
+        pairs: k tuples (concept (n_j, d), random (m_j, d)[, concept name, random name]); sizes
+            may differ between pairs, the width d may not.
+        method, alpha, test_size: as for CAV.
+        seeds: one seed for all pairs, or k seeds (each seeds that pair's train/test split).
+
+    Returns:
+        k fitted CAV estimators, in order, each as CAV(method, alpha, test_size, seed).fit would give.
+
+    Raises:
+        ValueError: as CAV.fit, naming the pair; or pairs of different widths.
+
+    Example:
+        >>> cavs = fit_cavs([(red, r) for r in randoms], seeds=range(len(randoms)))
+        >>> np.stack([c.cav_ for c in cavs]).shape  # (R, d)
+    """
+    _check(method, "batched")
+    seeds = [int(seeds)] * len(pairs) if np.isscalar(seeds) else [int(s) for s in seeds]
+    if len(seeds) != len(pairs):
+        raise ValueError(f"got {len(seeds)} seeds for {len(pairs)} pairs")
+    if not pairs:
+        return []
+    splits, names = [], []
+    for pair in pairs:
+        concept, random, *rest = pair
+        concept_name, random_name = (list(rest) + ["concept", "random"][len(rest):])[:2]
+        names.append((concept_name, random_name))
+        splits.append(_split(*_pair(concept, random, concept_name, random_name), test_size, seeds[len(splits)]))
+    widths = {s[0].shape[1] for s in splits}
+    if len(widths) > 1:
+        raise ValueError(f"pairs fitted together must have one width; got widths {sorted(widths)}")
+    k, d, n = len(splits), widths.pop(), max(len(s[0]) for s in splits)
+    x, y, mask = np.zeros((k, n, d)), np.zeros((k, n)), np.zeros((k, n))
+    for j, (x_train, _, y_train, _) in enumerate(splits):
+        x[j, : len(x_train)], y[j, : len(x_train)], mask[j, : len(x_train)] = x_train, y_train, 1.0
+    if method == "mean_difference":
+        positive, negative = mask * (y > 0), mask * (y < 0)
+        mean_pos = np.einsum("kn,knd->kd", positive, x) / positive.sum(1, keepdims=True)
+        mean_neg = np.einsum("kn,knd->kd", negative, x) / negative.sum(1, keepdims=True)
+        coef = mean_pos - mean_neg
+        intercept = -np.einsum("kd,kd->k", coef, (mean_pos + mean_neg) / 2)
+    else:
+        # logistic: scikit-learn's LogisticRegression(C=1) minimises sum(loss) + |w|^2 / 2, i.e. alpha = 1 / n
+        penalty = alpha if method == "sgd" else 1.0 / mask.sum(1)
+        coef, intercept = fit_linear(x, y, mask, "hinge" if method == "sgd" else "logistic", alpha=penalty)
+    fitted = []
+    for j, (_, x_test, _, y_test) in enumerate(splits):
+        cav = CAV(method, alpha, test_size, seeds[j])
+        fitted.append(cav._set(coef[j], intercept[j], x_test, y_test, *names[j]))
+    return fitted

@@ -83,9 +83,10 @@ def from_query(name: str, query: str, n: int, seed: int = 0, image_size: int = 3
     return ConceptSet(name, tuple(s.caption for s in scenes), scenes_to_tensor(scenes))
 
 
-def random_sets(n_sets: int, size: int, seed: int = 0, image_size: int = 32) -> list[ConceptSet]:
-    """n_sets random concept sets of one-object scenes, each drawn with its own seed."""
-    return [from_query(f"random{r}", "", size, seed=seed * 10_007 + r + 1, image_size=image_size) for r in range(n_sets)]
+def random_sets(n_sets: int, size: int, seed: int = 0, image_size: int = 32, prefix: str = "random") -> list[ConceptSet]:
+    """n_sets random concept sets of one-object scenes, each drawn with its own seed, named
+    prefix0, prefix1, ... (use another prefix for a second family: names must be unique in a run)."""
+    return [from_query(f"{prefix}{r}", "", size, seed=seed * 10_007 + r + 1, image_size=image_size) for r in range(n_sets)]
 
 
 def model_fingerprint(pipe) -> str:
@@ -98,7 +99,135 @@ def model_fingerprint(pipe) -> str:
     return digest.hexdigest()[:16]
 
 
+class _Enough(Exception):
+    """Raised inside a forward pass once every module asked for has run: the rest is not needed."""
+
+
+def _forward_until(modules: dict[str, torch.nn.Module], run) -> dict[str, torch.Tensor]:
+    """Run `run()` with hooks on the modules; stop it once all have produced their (pooled) output."""
+    kept: dict[str, torch.Tensor] = {}
+
+    def keeper(name: str):
+        def keep(module, inputs, output):
+            kept[name] = pool_tensor(first_tensor(output).float(), "mean")
+            if len(kept) == len(modules):
+                raise _Enough
+
+        return keep
+
+    handles = [module.register_forward_hook(keeper(name)) for name, module in modules.items()]
+    try:
+        run()
+    except _Enough:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return kept
+
+
+def _contexts(pipe, prompts: Sequence[str], device) -> torch.Tensor:
+    """Text-encoder states for prompts, each distinct prompt encoded once."""
+    unique = list(dict.fromkeys(prompts))
+    states = pipe.text_encoder(pipe.tokenize(unique).to(device))[0]
+    return states[torch.tensor([unique.index(p) for p in prompts], device=states.device)]
+
+
+def _compute(pipe, concepts: list[ConceptSet], modules: dict[str, torch.nn.Module], timestep: int, seed: int, batch_size: int):
+    """name -> module -> pooled activations, all concepts in shared batches, one pass per batch."""
+    unet = next(iter(modules)).startswith("unet.")
+    for concept in concepts:
+        if unet and (concept.images is None or not concept.prompts):
+            raise ValueError(f"concept {concept.name!r} needs images with prompts for the UNet module {next(iter(modules))!r}")
+        if not unet and not concept.prompts:
+            raise ValueError(f"concept {concept.name!r} needs prompts for the module {next(iter(modules))!r}")
+    prompts = [p for c in concepts for p in c.prompts]
+    if unet:
+        noisy, t = zip(*(noised(pipe.scheduler, c.images, timestep, seed) for c in concepts))  # each concept's own seeded noise
+        noisy, t = torch.cat(noisy).to(pipe.device), torch.cat(t).to(pipe.device)
+    pieces: dict[str, list[torch.Tensor]] = {name: [] for name in modules}
+    for start in range(0, len(prompts), batch_size):
+        rows = slice(start, start + batch_size)
+        if unet:
+            context = _contexts(pipe, prompts[rows], pipe.device)
+            kept = _forward_until(modules, lambda: pipe.unet(noisy[rows], t[rows], encoder_hidden_states=context))
+        else:
+            kept = _forward_until(modules, lambda: pipe.text_encoder(pipe.tokenize(prompts[rows]).to(pipe.device)))
+        for name in modules:
+            pieces[name].append(kept[name].cpu())
+    stacked = {name: torch.cat(parts) for name, parts in pieces.items()}
+    found, offset = {}, 0
+    for concept in concepts:
+        found[concept.name] = {name: stacked[name][offset: offset + len(concept)] for name in modules}
+        offset += len(concept)
+    return found
+
+
 @torch.no_grad()
+def layer_activations(
+    pipe,
+    concepts: Sequence[ConceptSet],
+    modules: Sequence[str],
+    timestep: int = 400,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 256,
+) -> dict[str, dict[str, torch.Tensor]]:
+    """Pooled activations of several concepts at several modules, computed together.
+
+    What the cache (if any) does not hold is computed in shared batches of `batch_size`
+    examples, one forward pass per batch for all modules, stopped as soon as the last module
+    asked for has run (activations at the mid block never run the up blocks). UNet modules see
+    each concept's images noised to `timestep` with its own seeded noise and its prompts as
+    conditioning; text-encoder modules see the prompts; embeddings are returned as given.
+    Each module is read at its first call in the pass (UNet blocks and text-encoder layers run once).
+
+    Returns:
+        concept name -> module -> activations (n, channels), float32 on the CPU.
+
+    Raises:
+        ValueError: an unknown module (listing what exists), two concepts of one name, a concept
+            without what a module needs, or NaN/inf activations.
+    """
+    modules = list(dict.fromkeys(modules))
+    layers = {module: resolve_module(pipe, module) for module in modules}
+    names = [c.name for c in concepts]
+    if len(set(names)) != len(names):
+        raise ValueError(f"concept names must be unique; repeated: {sorted({n for n in names if names.count(n) > 1})}")
+    fingerprint = model_fingerprint(pipe) if cache_dir else ""
+    found: dict[str, dict[str, torch.Tensor]] = {c.name: {} for c in concepts}
+    cache: dict[tuple[str, str], Path] = {}
+    missing: dict[str, list[ConceptSet]] = {}
+    for concept in concepts:
+        for module in modules:
+            if concept.embeddings is not None:
+                found[concept.name][module] = concept.embeddings.float()
+                continue
+            if cache_dir:
+                key = hashlib.sha256(f"{fingerprint}|{module}|{concept.fingerprint()}|{timestep}|{seed}".encode()).hexdigest()[:20]
+                path = cache[concept.name, module] = Path(cache_dir) / f"{concept.name}-{module}-{key}.safetensors"
+                if path.exists():
+                    found[concept.name][module] = load_file(str(path))["activations"]
+                    continue
+            missing.setdefault(module, []).append(concept)
+    for unet in (True, False):
+        group = {m: layers[m] for m in missing if m.startswith("unet.") == unet}
+        if not group:
+            continue
+        needing = {c.name: c for m in group for c in missing[m]}
+        computed = _compute(pipe, list(needing.values()), group, timestep, seed, batch_size)
+        for module in group:
+            for concept in missing[module]:
+                activations = computed[concept.name][module].contiguous()
+                if not torch.isfinite(activations).all():
+                    raise ValueError(f"activations of {concept.name!r} at {module!r} contain NaN or inf")
+                found[concept.name][module] = activations
+                if (concept.name, module) in cache:
+                    with atomic_path(cache[concept.name, module]) as tmp:
+                        save_file({"activations": activations}, str(tmp))
+    return found
+
+
 def concept_activations(
     pipe, concept: ConceptSet, module: str, timestep: int = 400, seed: int = 0, cache_dir: str | Path | None = None
 ) -> torch.Tensor:
@@ -106,36 +235,10 @@ def concept_activations(
 
     UNet modules see the images noised to `timestep` (seeded noise) with their prompts as
     conditioning; text-encoder modules see the prompts; embeddings are returned as given.
+    Cached on disk under `cache_dir` (keyed by model, module, content, timestep and seed).
+    See layer_activations for many concepts and modules at once.
 
     Raises:
         ValueError: an unknown module (listing what exists), or a concept without what the module needs.
     """
-    if concept.embeddings is not None:
-        return concept.embeddings.float()
-    layer = resolve_module(pipe, module)
-    key = hashlib.sha256(f"{model_fingerprint(pipe)}|{module}|{concept.fingerprint()}|{timestep}|{seed}".encode()).hexdigest()[:20]
-    cache = Path(cache_dir) / f"{concept.name}-{module}-{key}.safetensors" if cache_dir else None
-    if cache is not None and cache.exists():
-        return load_file(str(cache))["activations"]
-    kept = []
-    handle = layer.register_forward_hook(lambda m, i, o: kept.append(pool_tensor(first_tensor(o).float(), "mean")))
-    try:
-        ids = pipe.tokenize(list(concept.prompts)) if concept.prompts else None
-        if module.startswith("unet."):
-            if concept.images is None or ids is None:
-                raise ValueError(f"concept {concept.name!r} needs images with prompts for the UNet module {module!r}")
-            noisy, t = noised(pipe.scheduler, concept.images, timestep, seed)
-            pipe.unet(noisy.to(pipe.device), t.to(pipe.device), encoder_hidden_states=pipe.text_encoder(ids.to(pipe.device))[0])
-        else:
-            if ids is None:
-                raise ValueError(f"concept {concept.name!r} needs prompts for the module {module!r}")
-            pipe.text_encoder(ids.to(pipe.device))
-    finally:
-        handle.remove()
-    activations = kept[-1].cpu()
-    if not torch.isfinite(activations).all():
-        raise ValueError(f"activations of {concept.name!r} at {module!r} contain NaN or inf")
-    if cache is not None:
-        with atomic_path(cache) as tmp:
-            save_file({"activations": activations.contiguous()}, str(tmp))
-    return activations
+    return layer_activations(pipe, [concept], [module], timestep, seed, cache_dir)[concept.name][module]

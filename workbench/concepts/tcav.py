@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .cav import CAV, Method, _activations
+from .cav import CAV, Method, Solver, _activations, fit_cavs
 
 
 def directional_derivatives(gradients, cav) -> np.ndarray:
@@ -52,69 +52,97 @@ class TCAVResult:
     random_scores: np.ndarray  # (R,) random set r vs random set r+1
     accuracies: np.ndarray  # (R,) held-out CAV accuracies
     p_value: float
+    cavs: np.ndarray | None = None  # (R, d) unit CAVs, concept vs random set r
+    random_cavs: np.ndarray | None = None  # (R, d) unit CAVs, random set r vs random set r+1
 
     @property
     def score(self) -> float:
         return float(self.scores.mean())
 
 
-def _test(
-    concept_name: str, layer: str, concept, random_sets: Sequence, gradients, method: Method, seed: int
-) -> TCAVResult:
-    if len(random_sets) < 2:
-        raise ValueError(f"need at least 2 random sets for a significance test, got {len(random_sets)}")
-    scores, magnitudes, accuracies, random_scores = [], [], [], []
-    for r, random in enumerate(random_sets):
-        cav = CAV(method, seed=seed + r).fit(concept, random, concept_name, f"random{r}")
-        d = directional_derivatives(gradients, cav.cav_)
-        scores.append(sign_count_score(d))
-        magnitudes.append(magnitude_score(d))
-        accuracies.append(cav.accuracy_)
-        other = random_sets[(r + 1) % len(random_sets)]
-        control = CAV(method, seed=seed + r).fit(random, other, f"random{r}", f"random{(r + 1) % len(random_sets)}")
-        random_scores.append(sign_count_score(directional_derivatives(gradients, control.cav_)))
-    scores, random_scores = np.array(scores), np.array(random_scores)
+def _p_value(scores: np.ndarray, random_scores: np.ndarray) -> float:
+    """Two-sided t-test of concept-vs-random against random-vs-random scores."""
     if np.ptp(scores) == 0 and np.ptp(random_scores) == 0:
-        p_value = 1.0 if scores[0] == random_scores[0] else 0.0
-    else:
-        with warnings.catch_warnings():  # near-identical scores warn of precision loss; the p-value stands
-            warnings.simplefilter("ignore", RuntimeWarning)
-            p_value = float(stats.ttest_ind(scores, random_scores).pvalue)
-    return TCAVResult(concept_name, layer, scores, np.array(magnitudes), random_scores, np.array(accuracies), p_value)
+        return 1.0 if scores[0] == random_scores[0] else 0.0
+    with warnings.catch_warnings():  # near-identical scores warn of precision loss; the p-value stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_ind(scores, random_scores).pvalue)
 
 
-def tcav(
+def _test_layer(
+    layer: str, concepts: Mapping[str, object], random_sets: Sequence, gradients, method: Method, seed: int, solver: Solver
+) -> list[TCAVResult]:
+    """Every concept at one layer: all CAVs (each concept against each random set, and each random
+    set against the next, shared by the concepts) are fitted together, and every directional
+    derivative comes from one product of the gradients with the stacked CAVs."""
+    r_count = len(random_sets)
+    if r_count < 2:
+        raise ValueError(f"need at least 2 random sets for a significance test, got {r_count}")
+    g = _activations(f"gradients at {layer!r}", gradients)
+    pairs, seeds = [], []
+    for name, activations in concepts.items():
+        for r, random in enumerate(random_sets):
+            pairs.append((activations, random, name, f"random{r}"))
+            seeds.append(seed + r)
+    for r, random in enumerate(random_sets):
+        pairs.append((random, random_sets[(r + 1) % r_count], f"random{r}", f"random{(r + 1) % r_count}"))
+        seeds.append(seed + r)
+    if solver == "batched":
+        cavs = fit_cavs(pairs, method, seeds=seeds)
+    else:  # one scikit-learn fit per pair, as captum does
+        cavs = [CAV(method, seed=s, solver=solver).fit(*pair) for pair, s in zip(pairs, seeds)]
+    directions = np.stack([c.cav_ for c in cavs])  # (k, d)
+    if directions.shape[1] != g.shape[1]:
+        raise ValueError(f"at {layer!r} the activations have {directions.shape[1]} features but the gradients have {g.shape[1]}")
+    derivatives = g @ directions.T  # (n_inputs, k)
+    signs = (derivatives > 0).mean(0)
+    magnitudes = [magnitude_score(derivatives[:, j]) for j in range(len(cavs))]
+    random_scores, random_cavs = signs[-r_count:], directions[-r_count:]
+    results = []
+    for i, name in enumerate(concepts):
+        rows = slice(i * r_count, (i + 1) * r_count)
+        scores = signs[rows]
+        results.append(TCAVResult(
+            name, layer, scores, np.array(magnitudes[rows]), random_scores, np.array([c.accuracy_ for c in cavs[rows]]),
+            _p_value(scores, random_scores), directions[rows], random_cavs,
+        ))
+    return results
+
+
+def tcav_results(
     concepts: Mapping[str, Mapping[str, object]],
     random_sets: Mapping[str, Sequence[object]],
     gradients: Mapping[str, object],
     method: Method = "sgd",
-    alpha: float = 0.05,
     seed: int = 0,
-) -> pd.DataFrame:
-    """Test every concept at every layer.
-
-    Args:
-        concepts: concept name -> layer -> activations (n, d) of the concept's examples.
-        random_sets: layer -> R random activation sets (m, d) (the same R at every layer).
-        gradients: layer -> (n_inputs, d) gradients of the target w.r.t. that layer's
-            activations, for the inputs being explained.
-        method: the CAV method.
-        alpha: family-wise significance level, Bonferroni-corrected over concepts x layers.
+    solver: Solver = "batched",
+) -> list[TCAVResult]:
+    """TCAV of every concept at every layer, unadjusted (see tcav() for the arguments).
 
     Returns:
-        Tidy frame: concept, layer, score (mean sign count), score_std, magnitude,
-        random_score, random_score_std, cav_accuracy, p_value, significant.
-
-    Raises:
-        ValueError: a layer missing from random_sets or gradients (the known layers are listed).
+        One TCAVResult per (concept, layer), concept by concept in the order given.
     """
-    results = []
-    for name, layers in concepts.items():
-        for layer, activations in layers.items():
+    layers: dict[str, dict[str, object]] = {}
+    for name, by_layer in concepts.items():
+        for layer, activations in by_layer.items():
             for needed, table in (("random_sets", random_sets), ("gradients", gradients)):
                 if layer not in table:
                     raise ValueError(f"layer {layer!r} of concept {name!r} is missing from {needed}; it has {', '.join(table)}")
-            results.append(_test(name, layer, activations, random_sets[layer], gradients[layer], method, seed))
+            layers.setdefault(layer, {})[name] = activations
+    found = {}
+    for layer, at_layer in layers.items():
+        for result in _test_layer(layer, at_layer, random_sets[layer], gradients[layer], method, seed, solver):
+            found[result.concept, layer] = result
+    return [found[name, layer] for name, by_layer in concepts.items() for layer in by_layer]
+
+
+def results_frame(results: Sequence[TCAVResult], alpha: float = 0.05) -> pd.DataFrame:
+    """The tidy frame of TCAV results, significance Bonferroni-corrected over all of them.
+
+    Returns:
+        concept, layer, score (mean sign count), score_std, magnitude, random_score,
+        random_score_std, cav_accuracy, p_value, significant.
+    """
     n_tests = max(len(results), 1)
     rows = []
     for result in results:
@@ -125,3 +153,39 @@ def tcav(
             "p_value": result.p_value, "significant": bool(result.p_value * n_tests < alpha),
         })
     return pd.DataFrame(rows)
+
+
+def tcav(
+    concepts: Mapping[str, Mapping[str, object]],
+    random_sets: Mapping[str, Sequence[object]],
+    gradients: Mapping[str, object],
+    method: Method = "sgd",
+    alpha: float = 0.05,
+    seed: int = 0,
+    solver: Solver = "batched",
+) -> pd.DataFrame:
+    """Test every concept at every layer.
+
+    At each layer all CAVs are fitted together (fit_cavs): every concept against each of the R
+    random sets, and each random set against the next for the random-vs-random baseline, which
+    all concepts share. Random set r is split with seed + r.
+
+    Args:
+        concepts: concept name -> layer -> activations (n, d) of the concept's examples.
+        random_sets: layer -> R random activation sets (m, d) (the same R at every layer).
+        gradients: layer -> (n_inputs, d) gradients of the target w.r.t. that layer's
+            activations, for the inputs being explained.
+        method: the CAV method.
+        alpha: family-wise significance level, Bonferroni-corrected over concepts x layers.
+        solver: "batched" (all CAVs of a layer fitted together, see fit_cavs) or "sklearn"
+            (one scikit-learn fit per pair, as captum does).
+
+    Returns:
+        Tidy frame: concept, layer, score (mean sign count), score_std, magnitude,
+        random_score, random_score_std, cav_accuracy, p_value, significant.
+
+    Raises:
+        ValueError: a layer missing from random_sets or gradients (the known layers are listed),
+            fewer than 2 random sets, or activations and gradients of different widths.
+    """
+    return results_frame(tcav_results(concepts, random_sets, gradients, method, seed, solver), alpha)

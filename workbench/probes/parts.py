@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import save_file
 
 from ..analyses import analyse_attention, compare_words
+from ..analyses.primary_auxiliary import scene_factors
 from ..concepts import from_query, random_sets, run_tcav
 from ..concepts.concept_sets import parse_query
 from ..models.classifier import ShapesClassifier
@@ -81,8 +82,7 @@ def primary_auxiliary(ctx: Context, settings: dict[str, Any], folder: Path) -> d
     _table(result.probes.to_frame(), folder, "probe_leakage")
     _table(result.nearest, folder, "nearest")
     _table(pd.DataFrame(result.cosine, index=result.names, columns=result.names).reset_index(names="word"), folder, "cosine")
-    factors = pd.DataFrame([{"color": s.objects[0].color, "shape": s.objects[0].shape, "size": s.objects[0].size, "background": s.background} for s in scenes])
-    _table(factors, folder, "factors")
+    _table(scene_factors(scenes), folder, "factors")
     (folder / "disentanglement.json").write_text(json.dumps(result.disentanglement, indent=1))
     return {"words": result.names, "images": len(scenes), **{k: round(v, 4) for k, v in result.disentanglement.items()}}
 

@@ -59,7 +59,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
     "tcav": {
         "target": ((str,), "color=red", 'the classifier class explained, "head=class"'),
         "concepts": ((list,), ["color=red", "color=blue"], 'concept queries, e.g. "color=red", "shape=circle"'),
-        "layers": ((list,), ["unet.mid_block", "unet.up_blocks.1"], "UNet modules"),
+        "layers": ((list,), ["unet.down_blocks.0", "unet.mid_block", "unet.up_blocks.1"], "UNet modules"),
         "examples": ((int,), 30, "examples per concept and random set"),
         "random_runs": ((int,), 10, "random concept sets"),
         "inputs": ((int,), 30, "explained inputs (scenes of the target class)"),
