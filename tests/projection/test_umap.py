@@ -46,3 +46,5 @@ def test_bad_input(clusters):
         Projection().fit(points, labels={"role": roles[:3]})
     with pytest.raises(RuntimeError, match="fit\\(\\) before transform"):
         Projection().transform(points)
+    with pytest.raises(ValueError, match="labels may not be named 'x' or 'y'"):
+        Projection().fit(points, labels={"x": roles})

@@ -113,7 +113,8 @@ def projection(ctx: Context, settings: dict[str, Any], folder: Path) -> dict[str
         from safetensors.torch import load_file
 
         words = load_file(str(ctx.run_dir / "primary_auxiliary" / "words.safetensors"))["words"].numpy()
-        factors = pd.read_parquet(ctx.run_dir / "primary_auxiliary" / "factors.parquet")
+        # the object's position bins would clash with the projection's own x, y columns
+        factors = pd.read_parquet(ctx.run_dir / "primary_auxiliary" / "factors.parquet").rename(columns={"x": "object_x", "y": "object_y"})
         n_images, n_words, _ = words.shape
         names = ["w0 (primary)"] + [f"w{i} (auxiliary)" for i in range(1, n_words)]
         labels = {"word": np.tile(names, n_images), **{c: np.repeat(factors[c].to_numpy(), n_words) for c in factors.columns}}

@@ -63,6 +63,8 @@ class Projection:
         if not np.isfinite(x).all():
             raise ValueError("points contain NaN or inf")
         frame = pd.DataFrame(labels if labels is not None else {})
+        if {"x", "y"} & set(frame.columns):
+            raise ValueError(f"labels may not be named 'x' or 'y' (the projection's coordinates); got {list(frame.columns)}")
         if len(frame.columns) and len(frame) != len(x):
             raise ValueError(f"labels have {len(frame)} rows for {len(x)} points")
         self.model_ = umap.UMAP(n_neighbors=self.n_neighbors, min_dist=self.min_dist, metric=self.metric, random_state=self.seed, n_components=2, n_jobs=1)
