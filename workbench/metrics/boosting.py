@@ -54,17 +54,18 @@ def _bin(codes: np.ndarray, edges: list[np.ndarray]) -> np.ndarray:
     return np.stack([np.searchsorted(e, codes[:, j], side="right") for j, e in enumerate(edges)], axis=1)
 
 
-def _node_histograms(cell, node, residual, width, bins, root_counts):
-    """Residual sums and sample counts per (tree, node, code, bin), all trees in one pass."""
-    trees, n = node.shape
-    d = cell.shape[1]
-    index = ((np.arange(trees)[:, None] * width + node)[:, :, None] * (d * bins) + cell[None]).ravel()
-    size, shape = trees * width * d * bins, (trees, width, d, bins)
-    weights = np.broadcast_to(residual[:, :, None], (trees, n, d)).ravel()
-    sums = np.bincount(index, weights=weights, minlength=size).reshape(shape)
+def _node_histograms(tree_cell, node, weights, width, shape, root_counts):
+    """Residual sums and sample counts per (tree, node, code, bin), all trees in one pass.
+
+    `tree_cell` (trees, n, d) places each value in a layout `shape` = (trees, widest level,
+    codes, bins), so a level only adds its nodes' offsets."""
+    trees, max_width, d, bins = shape
+    index = (tree_cell if width == 1 else tree_cell + (node * (d * bins))[:, :, None]).ravel()
+    size = trees * max_width * d * bins
+    sums = np.bincount(index, weights=weights, minlength=size).reshape(shape)[:, :width]
     if width == 1:  # every sample is in the root: the counts never change
-        return sums, np.broadcast_to(root_counts, shape)
-    return sums, np.bincount(index, minlength=size).reshape(shape).astype(np.float64)
+        return sums, np.broadcast_to(root_counts, sums.shape)
+    return sums, np.bincount(index, minlength=size).reshape(shape)[:, :width].astype(np.float64)
 
 
 def _quantile_edges(column: np.ndarray, max_bins: int) -> np.ndarray:
@@ -110,14 +111,17 @@ def fit_boosted_trees(
     leaf_values = np.zeros((n_stages, trees, leaves))
     importance = np.zeros(d)
     tree_index = np.arange(trees)[:, None]
+    layout = (trees, 2 ** (max_depth - 1), d, bins)
+    tree_cell = tree_index[:, :, None] * (layout[1] * d * bins) + cell[None]
 
     for stage in range(n_stages):
         prob = scipy.special.expit(raw) if trees == 1 else scipy.special.softmax(raw, axis=1)
         residual = (targets - prob).T  # (trees, n): the negative gradient each tree fits
         node = np.zeros((trees, n), dtype=np.int64)
+        weights = np.broadcast_to(residual[:, :, None], tree_cell.shape).ravel()  # the same at every level
         for level in range(max_depth):
             width = 2**level
-            sums, counts = _node_histograms(cell, node, residual, width, bins, root_counts)
+            sums, counts = _node_histograms(tree_cell, node, weights, width, layout, root_counts)
             left_sum, left_n = np.cumsum(sums, axis=3), np.cumsum(counts, axis=3)
             total_sum, total_n = left_sum[..., :1, -1:], left_n[..., :1, -1:]
             right_sum, right_n = total_sum - left_sum, total_n - left_n
