@@ -62,7 +62,8 @@ def run_demo(out: str | Path = "outputs/demo", count: int = 8, seed: int = 0, st
     grid_path = write_grid(out, count=count, seed=seed, steps=steps)
     picture = np.asarray(Image.open(grid_path).convert("RGB"))
     sections = [Section("Held-out captions: ground truth, masks and what the model draws",
-                        px.imshow(picture).update_xaxes(visible=False).update_yaxes(visible=False),
+                        px.imshow(picture).update_xaxes(visible=False).update_yaxes(visible=False)
+                        .update_layout(height=picture.shape[0] + 60, width=picture.shape[1] + 60, margin=dict(l=0, r=0, t=30, b=0)),
                         "These factor combinations were never shown in training.")]
     settings: dict[str, object] = {}
     for probe_file in probe_files:

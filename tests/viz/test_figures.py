@@ -20,6 +20,9 @@ def test_heat_map_figure_has_a_trace_and_a_menu_entry_per_word_and_layer_group(t
     assert np.allclose(fig.data[1].z, maps.word("red", size=(32, 32)).numpy(), atol=5e-4)
     assert np.array_equal(np.round(fig.data[1].z, 3), fig.data[1].z)  # rounded: short JSON
     assert not fig.layout.sliders  # maps averaged over steps: no step slider
+    opened = heat_map_figure(image, maps)  # every word offered: opens on the first content word
+    shown = next(trace for trace in opened.data[1:] if trace.visible is True)
+    assert not shown.name.startswith("a ") and opened.layout.updatemenus[0].active > 0
     with pytest.raises(ValueError, match="none of the words"):
         heat_map_figure(image, maps, words=["blue"])
 

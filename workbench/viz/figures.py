@@ -62,6 +62,9 @@ def _word_heat_maps(maps: AttentionMaps, prompt: int, layers, size: tuple[int, i
     return result
 
 
+FUNCTION_WORDS = frozenset({"a", "an", "the", "and", "on", "of", "in", "with", "photo"})
+
+
 def heat_map_figure(
     image: np.ndarray, maps: AttentionMaps, prompt: int = 0, words: Sequence[str] | None = None,
     layer_groups: Mapping[str, Sequence[str] | None] | None = None, opacity: float = 0.55,
@@ -122,13 +125,15 @@ def heat_map_figure(
             opacity=opacity, colorscale="Inferno", showscale=False, visible=False, name=_plain(f"{label(chosen[i])} ({g})"),
             hovertemplate="x %{x:.0f}, y %{y:.0f}: %{z:.3f}<extra></extra>",
         ))
-    fig.data[1].visible = True
+    # open on the first content word, not on "a"
+    first = next((k for k, (_, i) in enumerate(combos) if chosen[i].word.lower() not in FUNCTION_WORDS), 0)
+    fig.data[1 + first].visible = True
     buttons = [
         dict(label=_plain(f"{label(chosen[i])} | {g}"), method="update", args=[{"visible": [True] + [j == k for j in range(len(combos))]}])
         for k, (g, i) in enumerate(combos)
     ]
     fig.update_layout(
-        title=_plain(maps.tokens.texts[prompt]), updatemenus=[dict(buttons=buttons, direction="down", x=0, y=1.15, xanchor="left")],
+        title=_plain(maps.tokens.texts[prompt]), updatemenus=[dict(buttons=buttons, active=first, direction="down", x=0, y=1.15, xanchor="left")],
         yaxis=dict(scaleanchor="x", autorange="reversed"), margin=dict(t=90),
     )
     if positions:
