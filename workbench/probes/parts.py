@@ -8,7 +8,7 @@ them) and the section's settings.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from ..analyses import analyse_attention, compare_words
 from ..analyses.primary_auxiliary import scene_factors
@@ -27,6 +27,7 @@ from ..models.loading import embedded_path, load_pipeline
 from ..models.word_encoder import load_word_encoder
 from ..projection import Projection
 from ..world.scenes import sample_scenes
+from ..world.vocabulary import BACKGROUNDS, COLORS, SHAPES, SIZES
 from .spec import Probe
 
 
@@ -34,7 +35,6 @@ from .spec import Probe
 class Context:
     probe: Probe
     run_dir: Path
-    _cache: dict = field(default_factory=dict)
 
     @cached_property
     def pipe(self):
@@ -110,8 +110,6 @@ def _target(text: str) -> tuple[str, str]:
 def projection(ctx: Context, settings: dict[str, Any], folder: Path) -> dict[str, Any]:
     proj = Projection(n_neighbors=settings["neighbors"], metric=settings["metric"], seed=ctx.probe.seed)
     if settings["bank"] == "learned-words":
-        from safetensors.torch import load_file
-
         words = load_file(str(ctx.run_dir / "primary_auxiliary" / "words.safetensors"))["words"].numpy()
         # the object's position bins would clash with the projection's own x, y columns
         factors = pd.read_parquet(ctx.run_dir / "primary_auxiliary" / "factors.parquet").rename(columns={"x": "object_x", "y": "object_y"})
@@ -129,8 +127,6 @@ def projection(ctx: Context, settings: dict[str, Any], folder: Path) -> dict[str
 
 
 def _token_kind(token: str) -> str:
-    from ..world.vocabulary import BACKGROUNDS, COLORS, SHAPES, SIZES
-
     for kind, words in (("color", COLORS), ("shape", SHAPES), ("size", SIZES), ("background", BACKGROUNDS)):
         if token in words:
             return kind
