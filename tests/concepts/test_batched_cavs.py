@@ -112,9 +112,15 @@ def test_random_vs_random_cavs_are_fitted_once_and_shared():
     for result, concept in zip(results, (red, blue)):
         for r, random in enumerate(randoms):
             cav = CAV(seed=r).fit(concept, random).cav_
-            control = CAV(seed=r).fit(random, randoms[(r + 1) % 3]).cav_
             assert np.allclose(result.cavs[r], cav) and result.scores[r] == np.mean(gradients @ cav > 0)
-            assert result.random_scores[r] == np.mean(gradients @ control > 0)
+        for j in range(3):
+            for k in range(j + 1, 3):
+                control = CAV(seed=j).fit(randoms[j], randoms[k]).cav_
+                assert np.allclose(result.random_cavs[j, k], control) and np.allclose(result.random_cavs[k, j], -control)
+                assert result.random_pair_scores[j, k] == np.mean(gradients @ control > 0)
+                assert result.random_pair_scores[k, j] == np.mean(gradients @ control < 0)
+        # each random set's set-level score: its mean against the other two
+        assert np.allclose(result.random_scores, np.nanmean(result.random_pair_scores, axis=1))
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from workbench.concepts import CAV, directional_derivatives, magnitude_score, sign_count_score, tcav
+from workbench.concepts.tcav import set_level_p_value
 
 rng = np.random.default_rng(0)
 D = 6
@@ -46,6 +47,27 @@ def test_tcav_flags_the_planted_concept_and_not_the_unrelated_one():
     assert set(frame.columns) >= {"concept", "layer", "score", "magnitude", "random_score", "cav_accuracy", "p_value", "significant"}
 
 
+def test_set_level_p_value_known_answer():
+    # t = 0.4 / (0.1 * sqrt(4/3)) = sqrt(12) with 2 degrees of freedom, whose tail is
+    # P(T > t) = (1 - t / sqrt(2 + t^2)) / 2, so p = 1 - sqrt(12 / 14)
+    assert set_level_p_value(0.9, np.array([0.4, 0.5, 0.6])) == pytest.approx(1 - (12 / 14) ** 0.5, rel=1e-12)
+    assert set_level_p_value(0.5, np.array([0.5, 0.5, 0.5])) == 1.0
+    assert set_level_p_value(0.7, np.array([0.5, 0.5, 0.5])) == 0.0
+
+
+def test_random_sets_posing_as_concepts_are_flagged_at_the_nominal_rate():
+    # Every "concept" here is one more random set. A per-run t-test treats the R scores that
+    # share the posing set as independent and flags 28 per cent of these at p < 0.05.
+    local = np.random.default_rng(11)
+    width = 16
+    gradients = local.normal(size=(80, width)) * 0.5 + np.eye(width)[0] * 0.3
+    pool = {"mid": [local.normal(size=(12, width)) for _ in range(20)]}
+    posing = {f"posing{i}": {"mid": local.normal(size=(12, width))} for i in range(100)}
+    p_values = tcav(posing, pool, {"mid": gradients}).p_value
+    assert (p_values < 0.05).mean() <= 0.08
+    assert (p_values > 0.5).mean() > 0.3  # and not by making every p-value large
+
+
 def test_bonferroni_counts_every_concept_and_layer():
     gradients = rng.normal(size=(100, D))
     concepts = {f"c{i}": {"a": planted(i % D, shift=0.5), "b": planted(i % D, shift=0.5)} for i in range(3)}
@@ -62,7 +84,7 @@ def test_bonferroni_counts_every_concept_and_layer():
         (lambda: CAV().fit(np.ones((5, D)), np.ones((5, D + 1))), "features"),
         (lambda: CAV("svm").fit(np.ones((5, D)), np.ones((5, D))), "method must be one of"),
         (lambda: tcav({"red": {"mid": planted(0)}}, {"up": randoms()}, {"mid": np.ones((3, D))}), "missing from random_sets; it has up"),
-        (lambda: tcav({"red": {"mid": planted(0)}}, {"mid": randoms(1)}, {"mid": np.ones((3, D))}), "at least 2 random sets"),
+        (lambda: tcav({"red": {"mid": planted(0)}}, {"mid": randoms(2)}, {"mid": np.ones((3, D))}), "at least 3 random sets"),
     ],
 )
 def test_bad_input_is_named(call, fragment):

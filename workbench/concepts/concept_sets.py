@@ -171,7 +171,7 @@ def layer_activations(
     timestep: int = 400,
     seed: int = 0,
     cache_dir: str | Path | None = None,
-    batch_size: int = 256,
+    batch_size: int = 64,
 ) -> dict[str, dict[str, torch.Tensor]]:
     """Pooled activations of several concepts at several modules, computed together.
 

@@ -2,9 +2,18 @@
 
 For inputs x and a layer's activations a(x), the directional derivative along a CAV v is
 S(x) = grad_a f(a(x)) . v; the sign-count TCAV score is the fraction of inputs with S > 0 and
-the magnitude score sum(S > 0) / sum |S|. A concept is tested against R random sets: the R
-concept-vs-random scores are compared with R random-vs-random scores by a two-sided t-test,
-and significance is Bonferroni-corrected over every (concept, layer) tested.
+the magnitude score sum(S > 0) / sum |S|. A concept is tested against R random sets.
+
+The unit of replication is the set, not the run. The R concept-vs-random scores all share the
+concept set, so they are not R independent draws: a t-test that treats them as such flags a
+random set posing as a concept far more often than its level says. Here each random set j
+gets the same statistic as the concept, its mean score against the other random sets (one CAV
+per unordered pair; j-vs-k is the negated k-vs-j CAV, the linear SVM of swapped labels), and
+the concept's mean score is tested as one more draw from those R set-level scores: a two-sided
+t-test for a new observation, t = (m_c - mean m) / (sd m * sqrt(1 + 1/R)) with R - 1 degrees
+of freedom. Under the null a concept set is exchangeable with the random sets, so this is the
+concept-vs-random against random-vs-random comparison at the level where the samples are
+independent. Significance is Bonferroni-corrected over every (concept, layer) tested.
 """
 
 from __future__ import annotations
@@ -49,44 +58,50 @@ class TCAVResult:
     layer: str
     scores: np.ndarray  # (R,) sign-count scores, concept vs random set r
     magnitudes: np.ndarray  # (R,)
-    random_scores: np.ndarray  # (R,) random set r vs random set r+1
+    random_scores: np.ndarray  # (R,) random set j's mean score against the other random sets
     accuracies: np.ndarray  # (R,) held-out CAV accuracies
     p_value: float
     cavs: np.ndarray | None = None  # (R, d) unit CAVs, concept vs random set r
-    random_cavs: np.ndarray | None = None  # (R, d) unit CAVs, random set r vs random set r+1
+    random_pair_scores: np.ndarray | None = None  # (R, R) score of random set j vs k (diagonal NaN)
+    random_cavs: np.ndarray | None = None  # (R, R, d) unit CAVs, random set j vs k (diagonal 0)
 
     @property
     def score(self) -> float:
         return float(self.scores.mean())
 
 
-def _p_value(scores: np.ndarray, random_scores: np.ndarray) -> float:
-    """Two-sided t-test of concept-vs-random against random-vs-random scores."""
-    if np.ptp(scores) == 0 and np.ptp(random_scores) == 0:
-        return 1.0 if scores[0] == random_scores[0] else 0.0
-    with warnings.catch_warnings():  # near-identical scores warn of precision loss; the p-value stands
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(stats.ttest_ind(scores, random_scores).pvalue)
+def set_level_p_value(score: float, random_scores: np.ndarray) -> float:
+    """Two-sided p-value of a concept's mean score as one more draw from the random sets'
+    set-level scores (a t-test for a new observation, R - 1 degrees of freedom)."""
+    random_scores = np.asarray(random_scores, dtype=np.float64)
+    r_count = len(random_scores)
+    spread = random_scores.std(ddof=1)
+    centre = random_scores.mean()
+    if spread == 0:
+        return 1.0 if np.isclose(score, centre) else 0.0
+    t = (score - centre) / (spread * np.sqrt(1 + 1 / r_count))
+    return float(2 * stats.t.sf(abs(t), r_count - 1))
 
 
 def _test_layer(
     layer: str, concepts: Mapping[str, object], random_sets: Sequence, gradients, method: Method, seed: int, solver: Solver
 ) -> list[TCAVResult]:
-    """Every concept at one layer: all CAVs (each concept against each random set, and each random
-    set against the next, shared by the concepts) are fitted together, and every directional
-    derivative comes from one product of the gradients with the stacked CAVs."""
+    """Every concept at one layer: all CAVs (each concept against each random set, and each
+    unordered pair of random sets, shared by the concepts) are fitted together, and every
+    directional derivative comes from one product of the gradients with the stacked CAVs."""
     r_count = len(random_sets)
-    if r_count < 2:
-        raise ValueError(f"need at least 2 random sets for a significance test, got {r_count}")
+    if r_count < 3:
+        raise ValueError(f"need at least 3 random sets for a significance test, got {r_count}")
     g = _activations(f"gradients at {layer!r}", gradients)
     pairs, seeds = [], []
     for name, activations in concepts.items():
         for r, random in enumerate(random_sets):
             pairs.append((activations, random, name, f"random{r}"))
             seeds.append(seed + r)
-    for r, random in enumerate(random_sets):
-        pairs.append((random, random_sets[(r + 1) % r_count], f"random{r}", f"random{(r + 1) % r_count}"))
-        seeds.append(seed + r)
+    upper = [(j, k) for j in range(r_count) for k in range(j + 1, r_count)]
+    for j, k in upper:
+        pairs.append((random_sets[j], random_sets[k], f"random{j}", f"random{k}"))
+        seeds.append(seed + j)
     if solver == "batched":
         cavs = fit_cavs(pairs, method, seeds=seeds)
     else:  # one scikit-learn fit per pair, as captum does
@@ -97,14 +112,22 @@ def _test_layer(
     derivatives = g @ directions.T  # (n_inputs, k)
     signs = (derivatives > 0).mean(0)
     magnitudes = [magnitude_score(derivatives[:, j]) for j in range(len(cavs))]
-    random_scores, random_cavs = signs[-r_count:], directions[-r_count:]
+
+    n_concept_pairs = len(concepts) * r_count
+    pair_scores = np.full((r_count, r_count), np.nan)
+    random_cavs = np.zeros((r_count, r_count, directions.shape[1]))
+    for (j, k), score, direction in zip(upper, signs[n_concept_pairs:], directions[n_concept_pairs:]):
+        pair_scores[j, k], random_cavs[j, k] = score, direction
+        # k vs j: the negated CAV, whose derivatives are positive where j-vs-k's are negative
+        pair_scores[k, j], random_cavs[k, j] = np.mean(g @ -direction > 0), -direction
+    random_scores = np.nanmean(pair_scores, axis=1)
     results = []
     for i, name in enumerate(concepts):
         rows = slice(i * r_count, (i + 1) * r_count)
         scores = signs[rows]
         results.append(TCAVResult(
             name, layer, scores, np.array(magnitudes[rows]), random_scores, np.array([c.accuracy_ for c in cavs[rows]]),
-            _p_value(scores, random_scores), directions[rows], random_cavs,
+            set_level_p_value(scores.mean(), random_scores), directions[rows], pair_scores, random_cavs,
         ))
     return results
 
@@ -140,8 +163,9 @@ def results_frame(results: Sequence[TCAVResult], alpha: float = 0.05) -> pd.Data
     """The tidy frame of TCAV results, significance Bonferroni-corrected over all of them.
 
     Returns:
-        concept, layer, score (mean sign count), score_std, magnitude, random_score,
-        random_score_std, cav_accuracy, p_value, significant.
+        concept, layer, score (mean sign count), score_std, magnitude, random_score (the mean
+        of the random sets' set-level scores, 0.5 by symmetry), random_score_std (their spread:
+        the null's width), cav_accuracy, p_value, significant.
     """
     n_tests = max(len(results), 1)
     rows = []
@@ -149,7 +173,7 @@ def results_frame(results: Sequence[TCAVResult], alpha: float = 0.05) -> pd.Data
         rows.append({
             "concept": result.concept, "layer": result.layer, "score": result.score, "score_std": float(result.scores.std()),
             "magnitude": float(result.magnitudes.mean()), "random_score": float(result.random_scores.mean()),
-            "random_score_std": float(result.random_scores.std()), "cav_accuracy": float(result.accuracies.mean()),
+            "random_score_std": float(result.random_scores.std(ddof=1)), "cav_accuracy": float(result.accuracies.mean()),
             "p_value": result.p_value, "significant": bool(result.p_value * n_tests < alpha),
         })
     return pd.DataFrame(rows)
@@ -167,8 +191,10 @@ def tcav(
     """Test every concept at every layer.
 
     At each layer all CAVs are fitted together (fit_cavs): every concept against each of the R
-    random sets, and each random set against the next for the random-vs-random baseline, which
-    all concepts share. Random set r is split with seed + r.
+    random sets, and every pair of random sets for the random-vs-random baseline, which all
+    concepts share. Concept-vs-random set r and random j-vs-k are split with seed + r, seed + j.
+    The p-value compares the concept's mean score with each random set's mean score against the
+    others (see the module's docstring).
 
     Args:
         concepts: concept name -> layer -> activations (n, d) of the concept's examples.
@@ -186,6 +212,6 @@ def tcav(
 
     Raises:
         ValueError: a layer missing from random_sets or gradients (the known layers are listed),
-            fewer than 2 random sets, or activations and gradients of different widths.
+            fewer than 3 random sets, or activations and gradients of different widths.
     """
     return results_frame(tcav_results(concepts, random_sets, gradients, method, seed, solver), alpha)

@@ -37,6 +37,16 @@ class DiffusionTrainingConfig:
     min_snr_gamma: float = 5.0
     checkpoint_every: int = 250
     seed: int = 0
+    # Linear decay of the learning rate to 0 from this step to `steps` (None: constant);
+    # annealing at the end of a run lowers the loss well below its constant-rate plateau.
+    anneal_from: int | None = None
+
+    def learning_rate_at(self, step: int) -> float:
+        """Warm-up, then constant, then (from `anneal_from`) linear decay to zero."""
+        rate = self.learning_rate * min(1.0, (step + 1) / self.warmup_steps)
+        if self.anneal_from is not None and step >= self.anneal_from:
+            rate *= max(0.0, (self.steps - step) / max(1, self.steps - self.anneal_from))
+        return rate
 
 
 def draw_batch(step: int, cfg: DiffusionTrainingConfig, image_size: int) -> tuple[torch.Tensor, list[str]]:
@@ -137,7 +147,7 @@ def train_diffusion(
         loss = denoising_loss(unet, scheduler, images, context, generator, cfg.min_snr_gamma)
 
         for group in optimizer.param_groups:
-            group["lr"] = cfg.learning_rate * min(1.0, (step + 1) / cfg.warmup_steps)
+            group["lr"] = cfg.learning_rate_at(step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
