@@ -27,6 +27,7 @@ from workbench.capture import trace, unsupervised_masks
 from workbench.files import atomic_path
 from workbench.metrics import iou, threshold_iou
 from workbench.models.loading import load_pipeline
+from workbench.models.shapes_pipeline import DEFAULT_GUIDANCE_SCALE
 from workbench.world import parse_caption, sample_scenes
 from workbench.world.segmentation import BACKGROUND_LABEL, object_masks_by_color, segment_by_palette
 
@@ -74,7 +75,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=128)
     parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE_SCALE)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULT)

@@ -4,7 +4,7 @@ Generates images for held-out captions (factor combinations never seen in traini
 judges them by exact palette segmentation and the shipped classifier. The same judge run on
 the true renderings of those captions is reported as `judge_on_ground_truth` (its ceiling).
 
-    python benchmarks/world_quality.py [--n 256] [--steps 25] [--guidance 3.0]
+    python benchmarks/world_quality.py [--n 256] [--steps 25] [--guidance G]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import workbench
 from workbench.models.classifier import ShapesClassifier
 from workbench.models.judge import judge_images
 from workbench.models.loading import embedded_path, load_pipeline
+from workbench.models.shapes_pipeline import DEFAULT_GUIDANCE_SCALE
 from workbench.files import atomic_path
 from workbench.world import sample_scenes
 
@@ -43,7 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=256, help="generations (held-out captions)")
     parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE_SCALE)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pipeline", default="shapes")
     parser.add_argument("--out", type=Path, default=RESULT)

@@ -45,7 +45,7 @@ def _train_classifier(args: argparse.Namespace) -> None:
 def _train_encoder(args: argparse.Namespace) -> None:
     from .training.word_encoder import EncoderTrainingConfig, train_word_encoder
 
-    cfg = EncoderTrainingConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed)
+    cfg = EncoderTrainingConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed, split_fraction=args.split_fraction)
     path = train_word_encoder(args.out, cfg, pipeline=args.pipeline, export_to=args.export_to)
     print(f"encoder written to {path.resolve()}")
 
@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     encoder.add_argument("--steps", type=int, default=3000)
     encoder.add_argument("--batch-size", type=int, default=32)
     encoder.add_argument("--seed", type=int, default=0)
+    encoder.add_argument("--split-fraction", type=float, default=0.5,
+                         help="fraction of samples that keep only w0 (scored on the object) or only w1..wk (on the background)")
     encoder.add_argument("--export-to", default=None, help="where to write the encoder (default: OUT/encoder)")
     encoder.set_defaults(run=_train_encoder)
     return parser

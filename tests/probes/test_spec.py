@@ -2,7 +2,9 @@
 
 import pytest
 
+from workbench.models.shapes_pipeline import DEFAULT_GUIDANCE_SCALE
 from workbench.probes import ProbeError, load_probe, parse_probe
+from workbench.probes.spec import SCHEMA
 
 MINIMAL = 'name = "p"\n[inputs]\nprompts = ["a red circle on a gray background"]\n[attention]\n'
 
@@ -67,3 +69,7 @@ def test_shipped_probes_are_valid():
     assert len(files) >= 4
     for path in files:
         load_probe(path)
+
+
+def test_the_default_guidance_is_the_embedded_models():
+    assert SCHEMA["model"]["guidance_scale"][1] == DEFAULT_GUIDANCE_SCALE

@@ -21,6 +21,7 @@ import torch
 
 from ..capture import AttentionMaps, trace
 from ..metrics import mass_inside, overlap_matrix, soft_iou, threshold_iou
+from ..models.shapes_pipeline import DEFAULT_GUIDANCE_SCALE
 from ..world.captions import CaptionError, CaptionFactors, parse_caption
 from ..world.segmentation import BACKGROUND_LABEL, object_masks_by_color, segment_by_palette
 
@@ -111,7 +112,7 @@ def analyse_attention(
     prompts: Sequence[str],
     layers: str | Sequence[str] = "all",
     steps: int = 20,
-    guidance_scale: float = 3.0,
+    guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
     seed: int = 0,
     per_step: bool = False,
 ) -> AttentionAnalysis:

@@ -21,6 +21,7 @@ from ..capture import trace
 from ..metrics import cosine_similarity_matrix, dci_fast, infomec, mass_inside, mig, nearest_tokens, probe_leakage
 from ..metrics.representations import ProbeLeakage
 from ..models.elite import injected_words
+from ..models.shapes_pipeline import DEFAULT_GUIDANCE_SCALE
 from ..models.word_encoder import WordEncoder
 from ..world.scenes import Scene, scenes_to_tensor
 from ..world.segmentation import BACKGROUND_LABEL, segment_by_palette
@@ -82,7 +83,7 @@ def compare_words(
     template: str = "a S*",
     placeholder: str = "S*",
     steps: int = 25,
-    guidance_scale: float = 3.0,
+    guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
     batch_size: int = 32,
     seed: int = 0,
 ) -> WordComparison:

@@ -23,6 +23,11 @@ from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerBase
 from ..world.vocabulary import vocabulary
 from .tokenizer import build_word_tokenizer
 
+# Classifier-free guidance for the embedded model (benchmarks/world_quality.py, --guidance):
+# guidance at the noisiest steps pulls this small model's objects apart (wrong shapes, extra
+# objects), so it is kept low; the analyses and probes default to it too.
+DEFAULT_GUIDANCE_SCALE = 3.0
+
 
 @dataclass(frozen=True)
 class ShapesModelConfig:
@@ -136,7 +141,7 @@ class ShapesPipeline(DiffusionPipeline, TextualInversionLoaderMixin):
         self,
         prompt: str | Sequence[str],
         num_inference_steps: int = 25,
-        guidance_scale: float = 3.0,
+        guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
         generator: torch.Generator | None = None,
         output_type: Literal["pil", "np", "pt"] = "pil",
         return_dict: bool = True,

@@ -39,6 +39,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
         "pipeline": ((str,), "shapes", '"shapes" or the folder of a diffusers pipeline'),
         "device": ((str,), "cpu", '"cpu" or "cuda"'),
         "steps": ((int,), 20, "denoising steps"),
+        # = models.shapes_pipeline.DEFAULT_GUIDANCE_SCALE (tested); spec.py stays free of torch imports
         "guidance_scale": ((int, float), 3.0, "classifier-free guidance scale"),
     },
     "inputs": {

@@ -65,13 +65,24 @@ def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.T
     return torch.clamp(snr, max=gamma) / snr
 
 
-def denoising_loss(unet, scheduler, images: torch.Tensor, context: torch.Tensor, generator: torch.Generator, gamma: float) -> torch.Tensor:
-    """Min-SNR-weighted epsilon-prediction loss at random timesteps (noise from `generator`)."""
+def denoising_loss(
+    unet, scheduler, images: torch.Tensor, context: torch.Tensor, generator: torch.Generator, gamma: float,
+    pixel_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Min-SNR-weighted epsilon-prediction loss at random timesteps (noise from `generator`).
+
+    pixel_weights: optional (batch, 1, y, x) weights; each sample's error is then averaged
+    over its weighted pixels only (e.g. an object mask), not over the whole image.
+    """
     noise = torch.randn(images.shape, generator=generator)
     timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(images),), generator=generator)
     noisy = scheduler.add_noise(images, noise, timesteps)
     predicted = unet(noisy, timesteps, encoder_hidden_states=context).sample
-    per_sample = F.mse_loss(predicted, noise, reduction="none").mean(dim=(1, 2, 3))
+    error = F.mse_loss(predicted, noise, reduction="none").mean(dim=1, keepdim=True)
+    if pixel_weights is None:
+        per_sample = error.mean(dim=(1, 2, 3))
+    else:
+        per_sample = (error * pixel_weights).sum(dim=(1, 2, 3)) / pixel_weights.sum(dim=(1, 2, 3)).clamp_min(1e-8)
     return (per_sample * min_snr_weights(scheduler, timesteps, gamma)).mean()
 
 

@@ -2,8 +2,15 @@
 
 The diffusion model stays frozen; the encoder learns to turn an image into words that make the
 model redraw that image from the template "a S*" (the placeholder takes one slot per word).
-Nothing tells the words what to carry: whether w0 ends up with the object and w1..wk with the
-background is what the primary-versus-auxiliary analysis then measures.
+
+Trained on reconstruction alone, nothing tells the words what to carry, and the shipped encoder
+of that kind came out entangled: every word attended everywhere and carried every factor
+(benchmarks/primary_vs_auxiliary.py). ELITE's premise, a primary word for the object and
+auxiliary words for the rest, is made a training signal with ShapesWorld's exact masks
+(`split_fraction`): in that fraction of each batch, half the samples keep only w0 (the others
+zeroed) and are scored on the object's pixels alone, half keep only w1..wk and are scored on
+the background's pixels; the rest keep every word and are scored on the whole image. The
+analysis then measures whether the split took.
 """
 
 from __future__ import annotations
@@ -36,6 +43,30 @@ class EncoderTrainingConfig:
     min_snr_gamma: float = 5.0
     checkpoint_every: int = 250
     seed: int = 0
+    # Fraction of each batch trained with one side only (w0 on the object, w1..wk on the background).
+    split_fraction: float = 0.5
+
+
+def word_roles(scenes, n_words: int, split_fraction: float, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which words each sample keeps and which pixels score it.
+
+    Returns:
+        keep (batch, n_words, 1): 1 for a kept word, 0 for a zeroed one;
+        pixel_weights (batch, 1, y, x): 1 on the scored pixels.
+    """
+    draws = rng.random(len(scenes))
+    keep = torch.ones(len(scenes), n_words, 1)
+    weights = []
+    for b, (scene, draw) in enumerate(zip(scenes, draws)):
+        region = np.ones((scene.image_size, scene.image_size), dtype=bool)
+        if draw < split_fraction / 2:  # the primary word alone, on the object
+            keep[b, 1:] = 0
+            region = scene.object_masks.any(axis=0)
+        elif draw < split_fraction:  # the auxiliary words alone, on the background
+            keep[b, 0] = 0
+            region = scene.background_mask
+        weights.append(torch.from_numpy(region.astype(np.float32)))
+    return keep, torch.stack(weights)[:, None]
 
 
 def train_word_encoder(
@@ -73,11 +104,12 @@ def train_word_encoder(
         rng = np.random.default_rng([cfg.seed, step])
         scenes = [sample_scene(rng, 1, encoder_config.image_size, "train") for _ in range(cfg.batch_size)]
         images = scenes_to_tensor(scenes)
-        words = encoder((images + 1) / 2)
+        keep, pixel_weights = word_roles(scenes, encoder_config.n_words, cfg.split_fraction, rng)
+        words = encoder((images + 1) / 2) * keep
         with injected_words(pipe, words, cfg.placeholder):
             context = pipe.text_encoder(pipe.tokenize([cfg.template] * len(scenes)))[0]
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        loss = denoising_loss(pipe.unet, pipe.scheduler, images, context, generator, cfg.min_snr_gamma)
+        loss = denoising_loss(pipe.unet, pipe.scheduler, images, context, generator, cfg.min_snr_gamma, pixel_weights)
         for group in optimizer.param_groups:
             group["lr"] = cfg.learning_rate * min(1.0, (step + 1) / cfg.warmup_steps)
         optimizer.zero_grad(set_to_none=True)
