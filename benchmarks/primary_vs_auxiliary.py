@@ -25,6 +25,7 @@ from workbench.files import atomic_path
 from workbench.models.classifier import ShapesClassifier
 from workbench.models.judge import judge_images
 from workbench.models.loading import embedded_path, load_pipeline
+from workbench.models.shapes_pipeline import DEFAULT_GUIDANCE_SCALE
 from workbench.models.word_encoder import WordEncoder
 from workbench.world import sample_scenes
 
@@ -36,6 +37,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--encoder", default=None, help="encoder folder (default: the embedded shapes-encoder)")
+    parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE_SCALE)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
@@ -45,7 +47,7 @@ def main() -> None:
     encoder = WordEncoder.from_pretrained(args.encoder or embedded_path("shapes-encoder"))
     scenes = sample_scenes(args.n, seed=args.seed, split="test", n_objects=1)
     tic = time.perf_counter()
-    result = compare_words(pipe, encoder, scenes, steps=args.steps, seed=args.seed)
+    result = compare_words(pipe, encoder, scenes, steps=args.steps, guidance_scale=args.guidance, seed=args.seed)
     classifier = ShapesClassifier.from_pretrained(embedded_path("shapes-classifier"))
     _, judged = judge_images(result.generated, [s.caption for s in scenes], classifier)
     probes = result.probes

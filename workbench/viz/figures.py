@@ -166,7 +166,8 @@ def projection_figure(frame: pd.DataFrame, color: str | None = None, hover: Sequ
 
 def tcav_figure(frame: pd.DataFrame, title: str = "TCAV") -> go.Figure:
     """A bar per concept and layer (mean sign-count score +- std over random runs) with that
-    layer's random-vs-random baseline beside it; non-significant results are faded and marked
+    layer's random-vs-random baseline beside it (the random sets' set-level scores, mean +- std:
+    the null the bar's mean is tested against); non-significant results are faded and marked
     "n.s.". The x axis is two-level (concept, then layer) so each baseline sits on its bar."""
     missing = {"concept", "layer", "score", "score_std", "random_score", "significant"} - set(frame.columns)
     if missing:
