@@ -32,17 +32,22 @@ def test_training_moves_the_encoder_and_resumes(tmp_path):
     assert any(not torch.equal(value, first["encoder"][key]) for key, value in initial.items())
 
 
-def test_word_roles_keep_one_side_and_score_its_pixels():
+def test_word_roles_keep_one_side_and_say_what_it_must_redraw():
     scenes = sample_scenes(200, seed=3, n_objects=(1,))
-    keep, weights = word_roles(scenes, 3, 0.5, np.random.default_rng(0))
+    keep, targets, weights = word_roles(scenes, 3, 0.5, np.random.default_rng(0))
     primary = (keep[:, 1:, 0] == 0).all(1) & (keep[:, 0, 0] == 1)
     auxiliary = (keep[:, 0, 0] == 0) & (keep[:, 1:, 0] == 1).all(1)
     full = (keep[:, :, 0] == 1).all(1)
     assert (primary | auxiliary | full).all() and 0.15 < primary.float().mean() < 0.35 and 0.35 < full.float().mean() < 0.65
     for b, scene in enumerate(scenes):
-        expected = scene.object_masks.any(0) if primary[b] else scene.background_mask if auxiliary[b] else np.ones((32, 32), bool)
+        expected = scene.object_masks.any(0) if primary[b] else np.ones((32, 32), bool)
         assert np.array_equal(weights[b, 0].numpy(), expected.astype(np.float32))
-    keep, _ = word_roles(scenes, 3, 0.0, np.random.default_rng(0))
+        # the auxiliary words redraw the scene with its object painted over by the background
+        drawn = ((targets[b].permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
+        background = scene.background_mask
+        assert np.array_equal(drawn[background], scene.image[background])
+        assert np.array_equal(drawn[~background], scene.image[~background]) == (not auxiliary[b])
+    keep, _, _ = word_roles(scenes, 3, 0.0, np.random.default_rng(0))
     assert (keep == 1).all()
 
 

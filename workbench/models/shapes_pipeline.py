@@ -26,7 +26,7 @@ from .tokenizer import build_word_tokenizer
 # Classifier-free guidance for the embedded model (benchmarks/world_quality.py, --guidance):
 # guidance at the noisiest steps pulls this small model's objects apart (wrong shapes, extra
 # objects), so it is kept low; the analyses and probes default to it too.
-DEFAULT_GUIDANCE_SCALE = 3.0
+DEFAULT_GUIDANCE_SCALE = 1.5
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
         "device": ((str,), "cpu", '"cpu" or "cuda"'),
         "steps": ((int,), 20, "denoising steps"),
         # = models.shapes_pipeline.DEFAULT_GUIDANCE_SCALE (tested); spec.py stays free of torch imports
-        "guidance_scale": ((int, float), 3.0, "classifier-free guidance scale"),
+        "guidance_scale": ((int, float), 1.5, "classifier-free guidance scale"),
     },
     "inputs": {
         "prompts": ((list,), [], "prompts to generate (any model)"),

@@ -8,9 +8,10 @@ of that kind came out entangled: every word attended everywhere and carried ever
 (benchmarks/primary_vs_auxiliary.py). ELITE's premise, a primary word for the object and
 auxiliary words for the rest, is made a training signal with ShapesWorld's exact masks
 (`split_fraction`): in that fraction of each batch, half the samples keep only w0 (the others
-zeroed) and are scored on the object's pixels alone, half keep only w1..wk and are scored on
-the background's pixels; the rest keep every word and are scored on the whole image. The
-analysis then measures whether the split took.
+zeroed) and are scored on the object's pixels alone; half keep only w1..wk and must redraw the
+scene with its object removed (the bare background, exact in ShapesWorld), so auxiliary words
+that carry the object are penalised for it; the rest keep every word and redraw the image.
+The analysis then measures whether the split took.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from tqdm.auto import tqdm
 from ..models.elite import injected_words
 from ..models.loading import load_pipeline
 from ..models.word_encoder import WordEncoder, WordEncoderConfig
+from ..world.render import background_image
 from ..world.scenes import sample_scene, scenes_to_tensor
 from .checkpoint import load_state, save_state
 from .diffusion import denoising_loss
@@ -47,26 +49,29 @@ class EncoderTrainingConfig:
     split_fraction: float = 0.5
 
 
-def word_roles(scenes, n_words: int, split_fraction: float, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Which words each sample keeps and which pixels score it.
+def word_roles(scenes, n_words: int, split_fraction: float, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Which words each sample keeps, what it must redraw and which pixels score it.
 
     Returns:
         keep (batch, n_words, 1): 1 for a kept word, 0 for a zeroed one;
+        targets (batch, 3, y, x) in [-1, 1]: the scene, or its bare background (auxiliary role);
         pixel_weights (batch, 1, y, x): 1 on the scored pixels.
     """
     draws = rng.random(len(scenes))
     keep = torch.ones(len(scenes), n_words, 1)
-    weights = []
+    targets, weights = [], []
     for b, (scene, draw) in enumerate(zip(scenes, draws)):
-        region = np.ones((scene.image_size, scene.image_size), dtype=bool)
+        image, region = scene.image, np.ones((scene.image_size, scene.image_size), dtype=bool)
         if draw < split_fraction / 2:  # the primary word alone, on the object
             keep[b, 1:] = 0
             region = scene.object_masks.any(axis=0)
-        elif draw < split_fraction:  # the auxiliary words alone, on the background
+        elif draw < split_fraction:  # the auxiliary words alone: the background without the object
             keep[b, 0] = 0
-            region = scene.background_mask
+            image = background_image(scene.background, scene.image_size)
+        targets.append(image)
         weights.append(torch.from_numpy(region.astype(np.float32)))
-    return keep, torch.stack(weights)[:, None]
+    array = np.stack(targets).astype(np.float32) / 127.5 - 1.0
+    return keep, torch.from_numpy(array).permute(0, 3, 1, 2).contiguous(), torch.stack(weights)[:, None]
 
 
 def train_word_encoder(
@@ -104,12 +109,12 @@ def train_word_encoder(
         rng = np.random.default_rng([cfg.seed, step])
         scenes = [sample_scene(rng, 1, encoder_config.image_size, "train") for _ in range(cfg.batch_size)]
         images = scenes_to_tensor(scenes)
-        keep, pixel_weights = word_roles(scenes, encoder_config.n_words, cfg.split_fraction, rng)
+        keep, targets, pixel_weights = word_roles(scenes, encoder_config.n_words, cfg.split_fraction, rng)
         words = encoder((images + 1) / 2) * keep
         with injected_words(pipe, words, cfg.placeholder):
             context = pipe.text_encoder(pipe.tokenize([cfg.template] * len(scenes)))[0]
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        loss = denoising_loss(pipe.unet, pipe.scheduler, images, context, generator, cfg.min_snr_gamma, pixel_weights)
+        loss = denoising_loss(pipe.unet, pipe.scheduler, targets, context, generator, cfg.min_snr_gamma, pixel_weights)
         for group in optimizer.param_groups:
             group["lr"] = cfg.learning_rate * min(1.0, (step + 1) / cfg.warmup_steps)
         optimizer.zero_grad(set_to_none=True)
