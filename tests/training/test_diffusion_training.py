@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import torch
 
 from workbench.models.loading import load_pipeline
@@ -55,3 +56,13 @@ def test_min_snr_weights_cap_low_noise_steps():
     expected = torch.minimum(snr, torch.tensor(5.0)) / snr
     assert torch.allclose(weights, expected)
     assert weights[0] < 1.0 and weights[2] == 1.0
+
+
+def test_learning_rate_warms_up_then_anneals_linearly_to_zero():
+    cfg = DiffusionTrainingConfig(steps=1000, learning_rate=1e-3, warmup_steps=100, anneal_from=600)
+    assert cfg.learning_rate_at(0) == pytest.approx(1e-5)  # (0 + 1) / 100 of the rate
+    assert cfg.learning_rate_at(99) == pytest.approx(1e-3) and cfg.learning_rate_at(599) == pytest.approx(1e-3)
+    assert cfg.learning_rate_at(600) == pytest.approx(1e-3)  # (1000 - 600) / 400
+    assert cfg.learning_rate_at(800) == pytest.approx(5e-4)
+    assert cfg.learning_rate_at(999) == pytest.approx(1e-3 / 400)
+    assert DiffusionTrainingConfig(steps=1000, warmup_steps=1).learning_rate_at(999) == pytest.approx(1e-3)  # no anneal
