@@ -18,7 +18,6 @@ independent. Significance is Bonferroni-corrected over every (concept, layer) te
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -116,10 +115,10 @@ def _test_layer(
     n_concept_pairs = len(concepts) * r_count
     pair_scores = np.full((r_count, r_count), np.nan)
     random_cavs = np.zeros((r_count, r_count, directions.shape[1]))
-    for (j, k), score, direction in zip(upper, signs[n_concept_pairs:], directions[n_concept_pairs:]):
+    reverse_signs = (derivatives[:, n_concept_pairs:] < 0).mean(0)  # k vs j: the negated CAV's derivatives
+    for (j, k), score, reverse, direction in zip(upper, signs[n_concept_pairs:], reverse_signs, directions[n_concept_pairs:]):
         pair_scores[j, k], random_cavs[j, k] = score, direction
-        # k vs j: the negated CAV, whose derivatives are positive where j-vs-k's are negative
-        pair_scores[k, j], random_cavs[k, j] = np.mean(g @ -direction > 0), -direction
+        pair_scores[k, j], random_cavs[k, j] = reverse, -direction
     random_scores = np.nanmean(pair_scores, axis=1)
     results = []
     for i, name in enumerate(concepts):
