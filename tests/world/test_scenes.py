@@ -2,9 +2,11 @@ import itertools
 
 import numpy as np
 import pytest
+import torch
 
 from workbench.world import COLORS, SHAPES, is_held_out, sample_scenes, scenes_frame
 from workbench.world.render import background_image, shape_mask
+from workbench.world.scenes import images_to_tensor
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +91,12 @@ def test_bad_arguments_are_named():
         sample_scenes(1, n_objects=3)
     with pytest.raises(ValueError, match="unknown shape 'hexagon'"):
         shape_mask("hexagon", 1, 1, 1, 32)
+
+
+def test_images_to_tensor_known_answer():
+    image = np.zeros((2, 3, 3), dtype=np.uint8)
+    image[0, 1] = (255, 0, 51)
+    tensor = images_to_tensor([image, image])
+    assert tensor.shape == (2, 3, 2, 3) and tensor.dtype == torch.float32
+    assert torch.allclose(tensor[1, :, 0, 1], torch.tensor([1.0, -1.0, 51 / 127.5 - 1]))
+    assert (tensor[0, :, 1] == -1).all()

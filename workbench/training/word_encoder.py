@@ -29,7 +29,7 @@ from ..models.elite import injected_words
 from ..models.loading import load_pipeline
 from ..models.word_encoder import WordEncoder, WordEncoderConfig
 from ..world.render import background_image
-from ..world.scenes import sample_scene, scenes_to_tensor
+from ..world.scenes import images_to_tensor, sample_scene, scenes_to_tensor
 from .checkpoint import load_state, save_state
 from .diffusion import denoising_loss
 
@@ -70,8 +70,7 @@ def word_roles(scenes, n_words: int, split_fraction: float, rng: np.random.Gener
             image = background_image(scene.background, scene.image_size)
         targets.append(image)
         weights.append(torch.from_numpy(region.astype(np.float32)))
-    array = np.stack(targets).astype(np.float32) / 127.5 - 1.0
-    return keep, torch.from_numpy(array).permute(0, 3, 1, 2).contiguous(), torch.stack(weights)[:, None]
+    return keep, images_to_tensor(targets), torch.stack(weights)[:, None]
 
 
 def train_word_encoder(

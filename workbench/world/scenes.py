@@ -190,7 +190,12 @@ def scenes_frame(scenes: Sequence[Scene]) -> pd.DataFrame:
     return frame[["scene"] + [c for c in frame.columns if c != "scene"]]
 
 
+def images_to_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
+    """uint8 RGB images (y, x, 3) as float (batch, 3, y, x) in [-1, 1], the models' pixel range."""
+    array = np.stack(images).astype(np.float32) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
+
+
 def scenes_to_tensor(scenes: list[Scene]) -> torch.Tensor:
     """Images of `scenes` as float (batch, 3, y, x) in [-1, 1]."""
-    array = np.stack([s.image for s in scenes]).astype(np.float32) / 127.5 - 1.0
-    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
+    return images_to_tensor([s.image for s in scenes])
