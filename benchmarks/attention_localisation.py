@@ -64,11 +64,16 @@ def score_batch(maps, images: np.ndarray, captions: list[str], sets: dict[str, l
             for role, word, occurrence, mask in targets:
                 heat = maps.word(word, prompt=p, occurrence=occurrence, layers=shorts, size=mask.shape)
                 scores[name][role].append(threshold_iou(heat, mask))
-        # Without labels: each drawn object against its best-matching salient cluster.
-        found = unsupervised_masks(maps, prompt=p, n_clusters=UNSUPERVISED_CLUSTERS, size=labels.shape).masks()
-        for mask in masks:
-            if mask is not None:
-                scores["unsupervised"]["object"].append(max((iou(c, mask) for c in found), default=0.0))
+        # Without labels: each drawn object against its best-matching salient cluster, and all
+        # drawn objects against the union of the salient clusters; saliency as ConceptExpress
+        # (the end token) and by the prompt's words (the default, see capture/localisation.py)
+        drawn = [mask for mask in masks if mask is not None]
+        for saliency in ("words", "end"):
+            found = unsupervised_masks(maps, prompt=p, n_clusters=UNSUPERVISED_CLUSTERS, size=labels.shape, saliency=saliency)
+            for mask in drawn:
+                scores["unsupervised"][saliency].append(max((iou(c, mask) for c in found.masks()), default=0.0))
+            if drawn:
+                scores["unsupervised"][f"{saliency} foreground"].append(iou(found.foreground(), np.any(drawn, axis=0)))
 
 
 def main() -> None:
@@ -95,7 +100,7 @@ def main() -> None:
         sets = layer_sets(maps)
         score_batch(maps, images, batch, sets, scores)
     finest = max((name for name in sets if "x" in name), key=lambda name: int(name.split("x")[0]))
-    unsupervised = scores.pop("unsupervised")["object"]
+    unsupervised = {name: float(np.mean(v)) for name, v in scores.pop("unsupervised").items()}
     summary = {name: {role: float(np.mean(v)) for role, v in roles.items()} for name, roles in scores.items()}
     result = {
         "miou_color_words": summary[finest]["color"],
@@ -105,8 +110,12 @@ def main() -> None:
         "per_layer_group": summary,
         "n_images": len(captions),
         "n_scored": {role: len(v) for role, v in scores[finest].items()},
-        "unsupervised_miou": float(np.mean(unsupervised)) if unsupervised else None,
-        "unsupervised_protocol": f"k-means (k={UNSUPERVISED_CLUSTERS}) on the finest self-attention, clusters kept where the end token attends above its mean; IoU of each drawn object with its best salient cluster",
+        "unsupervised_miou": unsupervised["words"],
+        "unsupervised": unsupervised,
+        "unsupervised_protocol": f"k-means (k={UNSUPERVISED_CLUSTERS}) on the finest self-attention, clusters kept where the "
+                                 "prompt's words (default) or the end token (ConceptExpress) attend above their mean; "
+                                 "IoU of each drawn object with its best salient cluster, and of all drawn objects "
+                                 "with the union of the salient clusters (foreground)",
         "protocol": "DAAM: min-max normalise, threshold 0.4, IoU against the colour segmentation of the generated image",
         "settings": {**vars(args), "out": str(args.out)},
         "seconds": round(time.perf_counter() - tic, 1),

@@ -30,7 +30,10 @@ def _dashboard(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from .training.diffusion import DiffusionTrainingConfig, train_diffusion
 
-    cfg = DiffusionTrainingConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed, anneal_from=args.anneal_from)
+    cfg = DiffusionTrainingConfig(
+        steps=args.steps, batch_size=args.batch_size, seed=args.seed, anneal_from=args.anneal_from,
+        learning_rate=args.learning_rate, two_object_fraction=args.two_object_fraction,
+    )
     path = train_diffusion(args.out, cfg, export_to=args.export_to)
     print(f"pipeline written to {path.resolve()}")
 
@@ -79,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--anneal-from", type=int, default=None, help="decay the learning rate linearly to 0 from this step to --steps")
+    train.add_argument("--learning-rate", type=float, default=1e-3,
+                       help="peak rate; resuming a finished (annealed) run with a higher rate starts a new phase")
+    train.add_argument("--two-object-fraction", type=float, default=0.5, help="share of two-object scenes per batch")
     train.add_argument("--export-to", default=None, help="where to write the pipeline (default: OUT/pipeline)")
     train.set_defaults(run=_train)
     classifier = world_commands.add_parser("train-classifier", help="train the ShapesWorld classifier")

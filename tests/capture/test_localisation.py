@@ -7,7 +7,8 @@ from workbench.capture.localisation import unsupervised_masks
 
 
 def planted_maps() -> tuple[AttentionMaps, np.ndarray]:
-    """4x4 image: the left half is one region, the right half another; the end token attends left."""
+    """4x4 image: the left half is one region, the right half another; the word "dog" attends
+    left, the end token right."""
     region = np.zeros((4, 4), bool)
     region[:, :2] = True
     flat = region.ravel()
@@ -15,7 +16,8 @@ def planted_maps() -> tuple[AttentionMaps, np.ndarray]:
     self_attention /= self_attention.sum(1, keepdims=True)
     self_maps = torch.tensor(self_attention.T, dtype=torch.float32).reshape(1, 16, 4, 4)  # (prompt, keys, y, x)
     cross = torch.full((1, 4, 4, 4), 0.1)
-    cross[0, 3] = torch.tensor(region, dtype=torch.float32)  # slot 3 = end token
+    cross[0, 2] = torch.tensor(region, dtype=torch.float32)  # slot 2 = "dog"
+    cross[0, 3] = torch.tensor(~region, dtype=torch.float32)  # slot 3 = end token
     maps = AttentionMaps(
         maps={"self": self_maps, "cross": cross},
         layers=[AttentionLayer("self", "down.1.0", "self"), AttentionLayer("cross", "down.1.0", "cross")],
@@ -34,6 +36,15 @@ def test_planted_regions_are_found_and_the_salient_one_kept():
     assert maps.end_token(0) == 3
     upsampled = unsupervised_masks(maps, n_clusters=2)
     assert upsampled.foreground().shape == (8, 8) and upsampled.foreground().sum() == 32
+
+
+def test_saliency_from_the_end_token_keeps_what_it_attends():
+    maps, region = planted_maps()
+    found = unsupervised_masks(maps, n_clusters=2, size=(4, 4), saliency="end")
+    assert np.array_equal(found.foreground(), ~region)
+    assert sorted(found.saliency) == [0.0, 1.0]
+    with pytest.raises(ValueError, match="saliency"):
+        unsupervised_masks(maps, n_clusters=2, saliency="start")
 
 
 def test_needs_self_attention_and_a_sane_k(tiny_shapes):

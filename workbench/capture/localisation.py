@@ -1,15 +1,18 @@
 """Masks without labels, in the manner of ConceptExpress (2024).
 
 Pixels whose self-attention rows look alike belong to one region: cluster the rows with
-k-means, then keep the clusters on which the end-of-text token's cross-attention is above its
-mean (the salient ones): the end-of-text token summarises the prompt, so it attends to the
-concepts and not to the background.
+k-means, then keep the clusters on which the prompt's cross-attention is above its mean (the
+salient ones). ConceptExpress reads the end-of-text token, which in Stable Diffusion summarises
+the prompt and attends to the concepts. In the embedded ShapesWorld model it attends to the
+background instead (32 held-out scenes, seed 1: the best salient cluster's IoU with an object
+0.22 by the end token, 0.67 by the mean of the prompt's words, 0.67 for the best of all
+clusters), so the default reads the words; `saliency="end"` is ConceptExpress's choice.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
@@ -22,7 +25,7 @@ from .maps import AttentionMaps
 @dataclass(frozen=True)
 class UnsupervisedMasks:
     """labels: (y, x) cluster index per pixel; salient: indices of the salient clusters;
-    saliency: per cluster, mean normalised end-token attention inside it."""
+    saliency: per cluster, the mean normalised cross-attention (words or end token) inside it."""
 
     labels: np.ndarray
     salient: tuple[int, ...]
@@ -45,8 +48,9 @@ def unsupervised_masks(
     cross_layers: str | Sequence[str] | None = None,
     size: tuple[int, int] | None = None,
     seed: int = 0,
+    saliency: Literal["words", "end"] = "words",
 ) -> UnsupervisedMasks:
-    """Cluster self-attention and keep the clusters salient to the end-of-text token.
+    """Cluster self-attention and keep the clusters salient to the prompt's cross-attention.
 
     Args:
         maps: a trace's maps with self-attention captured (trace(..., self_layers=...)).
@@ -56,10 +60,15 @@ def unsupervised_masks(
             layers captured; every cross-attention layer).
         size: output (y, x); default the image size (labels upsampled by nearest neighbour).
         seed: k-means seed.
+        saliency: which cross-attention marks the salient clusters: "words" (the mean over the
+            prompt's word tokens, start and end tokens left out) or "end" (the end-of-text token).
 
     Raises:
-        ValueError: if no self-attention was captured or n_clusters is out of range.
+        ValueError: if no self-attention was captured, n_clusters is out of range or the
+            saliency is unknown.
     """
+    if saliency not in ("words", "end"):
+        raise ValueError(f"saliency must be 'words' or 'end', got {saliency!r}")
     if not any(layer.kind == "self" for layer in maps.layers):
         raise ValueError("no self-attention was captured: trace with self_layers=... (e.g. self_layers='all')")
     if self_layers is None:  # the finest self-attention captured
@@ -72,13 +81,14 @@ def unsupervised_masks(
     features = attention.numpy().astype(np.float64)
     labels = KMeans(n_clusters, n_init=10, random_state=seed).fit_predict(features).reshape(side_y, side_x)
 
-    end = maps.token(maps.end_token(prompt), prompt=prompt, layers=cross_layers, size=(side_y, side_x)).numpy()
-    end = (end - end.min()) / max(end.max() - end.min(), 1e-12)
-    saliency = tuple(float(end[labels == c].mean()) for c in range(n_clusters))
-    salient = tuple(c for c in range(n_clusters) if saliency[c] > end.mean())
+    slots = [maps.end_token(prompt)] if saliency == "end" else [s for span in maps.tokens.words[prompt] for s in span.tokens]
+    heat = torch.stack([maps.token(s, prompt=prompt, layers=cross_layers, size=(side_y, side_x)) for s in slots]).mean(0).numpy()
+    heat = (heat - heat.min()) / max(heat.max() - heat.min(), 1e-12)
+    scores = tuple(float(heat[labels == c].mean()) for c in range(n_clusters))
+    salient = tuple(c for c in range(n_clusters) if scores[c] > heat.mean())
 
     size = tuple(size or maps.image_size)
     if size != (side_y, side_x):
         up = F.interpolate(torch.from_numpy(labels)[None, None].float(), size=size, mode="nearest")
         labels = up[0, 0].long().numpy()
-    return UnsupervisedMasks(labels, salient, saliency)
+    return UnsupervisedMasks(labels, salient, scores)
