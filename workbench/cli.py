@@ -48,7 +48,10 @@ def _train_classifier(args: argparse.Namespace) -> None:
 def _train_encoder(args: argparse.Namespace) -> None:
     from .training.word_encoder import EncoderTrainingConfig, train_word_encoder
 
-    cfg = EncoderTrainingConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed, split_fraction=args.split_fraction)
+    cfg = EncoderTrainingConfig(
+        steps=args.steps, batch_size=args.batch_size, seed=args.seed, split_fraction=args.split_fraction,
+        adversary_weight=args.adversary_weight,
+    )
     path = train_word_encoder(args.out, cfg, pipeline=args.pipeline, export_to=args.export_to)
     print(f"encoder written to {path.resolve()}")
 
@@ -100,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     encoder.add_argument("--seed", type=int, default=0)
     encoder.add_argument("--split-fraction", type=float, default=0.5,
                          help="fraction of samples that keep only w0 (scored on the object) or only w1..wk (on the background)")
+    encoder.add_argument("--adversary-weight", type=float, default=0.0,
+                         help="reversed-gradient scale of probes reading the object from w1..wk and the background from w0 (0: none)")
     encoder.add_argument("--export-to", default=None, help="where to write the encoder (default: OUT/encoder)")
     encoder.set_defaults(run=_train_encoder)
     return parser

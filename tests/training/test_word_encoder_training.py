@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import torch
 from diffusers import DDIMScheduler
@@ -30,6 +32,16 @@ def test_training_moves_the_encoder_and_resumes(tmp_path):
     torch.manual_seed(0)  # the trainer seeds the same way before building the encoder
     initial = WordEncoder(SMALL).state_dict()
     assert any(not torch.equal(value, first["encoder"][key]) for key, value in initial.items())
+
+
+def test_training_with_the_adversary_logs_it_and_resumes_from_a_run_without(tmp_path):
+    train_word_encoder(tmp_path, EncoderTrainingConfig(steps=1, batch_size=2, checkpoint_every=1), SMALL)
+    cfg = EncoderTrainingConfig(steps=2, batch_size=2, checkpoint_every=1, adversary_weight=0.5)
+    train_word_encoder(tmp_path, cfg, SMALL)
+    state = load_state(tmp_path / "checkpoint.pt")
+    assert state["step"] == 2 and "adversary" in state
+    last = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])
+    assert last["adversary_loss"] > 0
 
 
 def test_word_roles_keep_one_side_and_say_what_it_must_redraw():

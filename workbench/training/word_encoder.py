@@ -11,7 +11,9 @@ auxiliary words for the rest, is made a training signal with ShapesWorld's exact
 zeroed) and are scored on the object's pixels alone; half keep only w1..wk and must redraw the
 scene with its object removed (the bare background, exact in ShapesWorld), so auxiliary words
 that carry the object are penalised for it; the rest keep every word and redraw the image.
-The analysis then measures whether the split took.
+That makes each side sufficient for its part but does not stop a word from also carrying the
+other part; `adversary_weight` adds linear probes trained against the encoder for that
+(role_adversary.py). The analysis then measures whether the split took.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ..world.render import background_image
 from ..world.scenes import images_to_tensor, sample_scene, scenes_to_tensor
 from .checkpoint import load_state, save_state
 from .diffusion import denoising_loss
+from .role_adversary import RoleAdversary
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,9 @@ class EncoderTrainingConfig:
     seed: int = 0
     # Fraction of each batch trained with one side only (w0 on the object, w1..wk on the background).
     split_fraction: float = 0.5
+    # Scale of the reversed gradient from probes that read object factors from w1..wk and the
+    # background from w0 (0: no adversary).
+    adversary_weight: float = 0.0
 
 
 def word_roles(scenes, n_words: int, split_fraction: float, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -93,11 +99,17 @@ def train_word_encoder(
     torch.manual_seed(cfg.seed)
     encoder = WordEncoder(encoder_config)
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=cfg.learning_rate)
+    adversary = RoleAdversary(encoder_config.text_width) if cfg.adversary_weight > 0 else None
+    # the probes have their own optimizer, so that a run without them resumes with one
+    adversary_optimizer = torch.optim.AdamW(adversary.parameters(), lr=cfg.learning_rate) if adversary else None
     start, checkpoint = 0, out / "checkpoint.pt"
     if checkpoint.exists():
         state = load_state(checkpoint)
         encoder.load_state_dict(state["encoder"])
         optimizer.load_state_dict(state["optimizer"])
+        if adversary and "adversary" in state:
+            adversary.load_state_dict(state["adversary"])
+            adversary_optimizer.load_state_dict(state["adversary_optimizer"])
         start = int(state["step"])
     (out / "config.json").write_text(json.dumps({"training": asdict(cfg), "encoder": asdict(encoder_config), "pipeline": pipeline}, indent=1))
 
@@ -109,21 +121,32 @@ def train_word_encoder(
         scenes = [sample_scene(rng, 1, encoder_config.image_size, "train") for _ in range(cfg.batch_size)]
         images = scenes_to_tensor(scenes)
         keep, targets, pixel_weights = word_roles(scenes, encoder_config.n_words, cfg.split_fraction, rng)
-        words = encoder((images + 1) / 2) * keep
-        with injected_words(pipe, words, cfg.placeholder):
+        raw = encoder((images + 1) / 2)
+        with injected_words(pipe, raw * keep, cfg.placeholder):
             context = pipe.text_encoder(pipe.tokenize([cfg.template] * len(scenes)))[0]
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         loss = denoising_loss(pipe.unet, pipe.scheduler, targets, context, generator, cfg.min_snr_gamma, pixel_weights)
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.learning_rate * min(1.0, (step + 1) / cfg.warmup_steps)
-        optimizer.zero_grad(set_to_none=True)
+        record = {"step": step + 1, "loss": loss.item()}
+        optimizers = [optimizer] + ([adversary_optimizer] if adversary else [])
+        if adversary:
+            probe_loss = adversary.loss(raw, scenes, cfg.adversary_weight)
+            record["adversary_loss"] = probe_loss.item()
+            loss = loss + probe_loss
+        for opt in optimizers:
+            for group in opt.param_groups:
+                group["lr"] = cfg.learning_rate * min(1.0, (step + 1) / cfg.warmup_steps)
+            opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(encoder.parameters(), 1.0)
-        optimizer.step()
-        log.write(json.dumps({"step": step + 1, "loss": loss.item(), "seconds": time.perf_counter() - tic}) + "\n")
+        for opt in optimizers:
+            opt.step()
+        log.write(json.dumps({**record, "seconds": time.perf_counter() - tic}) + "\n")
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
             log.flush()
-            save_state({"step": step + 1, "encoder": encoder.state_dict(), "optimizer": optimizer.state_dict()}, checkpoint)
+            state = {"step": step + 1, "encoder": encoder.state_dict(), "optimizer": optimizer.state_dict()}
+            if adversary:
+                state.update(adversary=adversary.state_dict(), adversary_optimizer=adversary_optimizer.state_dict())
+            save_state(state, checkpoint)
             encoder.save_pretrained(export_to)
     log.close()
     return export_to
