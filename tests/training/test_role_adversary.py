@@ -1,36 +1,39 @@
+import math
+
 import pytest
 import torch
 
-from workbench.training.checkpoint import load_state
-from workbench.training.role_adversary import RoleAdversary, reverse_gradient
+from workbench.training.role_adversary import RoleAdversary
 from workbench.world import sample_scenes
+from workbench.world.vocabulary import FACTOR_VALUES
 
 
-def test_reversed_gradient_is_negated_and_scaled():
-    x = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)
-    w = torch.tensor([0.5, 2.0, -1.0])
-    y = reverse_gradient(x, 0.3)
-    assert torch.equal(y, x)
-    (y * w).sum().backward()
-    assert torch.allclose(x.grad, -0.3 * w)
-
-
-def test_probes_learn_to_read_what_the_encoder_is_pushed_to_hide():
+def test_probe_loss_trains_the_probes_and_confusion_the_words_only():
     torch.manual_seed(0)
     scenes = sample_scenes(64, seed=5, n_objects=(1,))
     adversary = RoleAdversary(width=8)
     words = torch.randn(64, 3, 8, requires_grad=True)
-    loss = adversary.loss(words, scenes, scale=2.0)
-    loss.backward()
-    assert torch.isfinite(loss) and loss > 0
-    # the words' gradient is the probes' loss gradient reversed: a step along it raises the loss
+    probe, confusion = adversary.losses(words, scenes)
+    probe_grads = torch.autograd.grad(probe, [words, *adversary.parameters()], allow_unused=True, retain_graph=True)
+    assert probe_grads[0] is None and all(g is not None for g in probe_grads[1:])
+    confusion_grads = torch.autograd.grad(confusion, [words, *adversary.parameters()], allow_unused=True)
+    assert confusion_grads[0] is not None and all(g is None for g in confusion_grads[1:])
+    # a step along -gradient of the confusion moves the probes' predictions towards uniform
     with torch.no_grad():
-        raised = adversary.loss(words - 0.1 * words.grad, scenes, 2.0)
-    assert raised > loss
-    # the probes themselves get the ordinary gradient: a step along it lowers the loss
+        _, lower = adversary.losses(words - 0.5 * confusion_grads[0], scenes)
+    assert lower < confusion
+
+
+def test_confusion_is_smallest_for_uniform_predictions():
+    adversary = RoleAdversary(width=4)
     with torch.no_grad():
-        for p in adversary.parameters():
-            p -= 0.1 * p.grad
-        assert adversary.loss(words, scenes, 2.0) < loss
+        for head in adversary.heads.values():
+            head.weight.zero_()
+            head.bias.zero_()
+    scenes = sample_scenes(8, seed=1, n_objects=(1,))
+    probe, confusion = adversary.losses(torch.randn(8, 3, 4), scenes)
+    # uniform predictions: each factor's cross-entropy is log(classes), and so is its confusion
+    expected = sum(math.log(len(FACTOR_VALUES[f])) for f in ("shape", "color", "size", "background")) / 4
+    assert probe.item() == pytest.approx(expected) and confusion.item() == pytest.approx(expected)
     with pytest.raises(ValueError, match="auxiliary"):
-        adversary.loss(torch.randn(4, 1, 8), scenes[:4], 1.0)
+        adversary.losses(torch.randn(4, 1, 4), scenes[:4])

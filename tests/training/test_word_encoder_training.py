@@ -41,7 +41,7 @@ def test_training_with_the_adversary_logs_it_and_resumes_from_a_run_without(tmp_
     state = load_state(tmp_path / "checkpoint.pt")
     assert state["step"] == 2 and "adversary" in state
     last = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])
-    assert last["adversary_loss"] > 0
+    assert last["probe_loss"] > 0 and last["confusion"] > 0
 
 
 def test_word_roles_keep_one_side_and_say_what_it_must_redraw():
