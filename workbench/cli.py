@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     encoder.add_argument("--split-fraction", type=float, default=0.5,
                          help="fraction of samples that keep only w0 (scored on the object) or only w1..wk (on the background)")
     encoder.add_argument("--adversary-weight", type=float, default=0.0,
-                         help="weight of the loss confusing probes that read the object from w1..wk and the background from w0 (0: none; try 0.005)")
+                         help="weight of the loss confusing probes that read the object from w1..wk and the background from w0 (0: none; try 0.001)")
     encoder.add_argument("--export-to", default=None, help="where to write the encoder (default: OUT/encoder)")
     encoder.set_defaults(run=_train_encoder)
     return parser

@@ -51,8 +51,8 @@ class EncoderTrainingConfig:
     # Fraction of each batch trained with one side only (w0 on the object, w1..wk on the background).
     split_fraction: float = 0.5
     # Weight of the confusion loss against probes that read object factors from w1..wk and the
-    # background from w0 (0: no adversary). The denoising gradient at the encoder is ~300x
-    # smaller than the confusion's (measured on the shipped encoder), hence weights ~0.003-0.01.
+    # background from w0 (0: no adversary). At the shipped encoder the denoising gradient is
+    # ~2,000x smaller than the confusion's against fitted probes, hence weights ~0.001.
     adversary_weight: float = 0.0
 
 
