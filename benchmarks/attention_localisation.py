@@ -46,7 +46,7 @@ def layer_sets(maps) -> dict[str, list[str]]:
     return dict(sets)
 
 
-def score_batch(maps, images: np.ndarray, captions: list[str], sets: dict[str, list[str]], scores: dict) -> None:
+def score_batch(maps, images: np.ndarray, captions: list[str], sets: dict[str, list[str]], scores: dict, by_count: dict) -> None:
     for p, (image, caption) in enumerate(zip(images, captions)):
         factors = parse_caption(caption)
         labels = segment_by_palette(image)
@@ -64,6 +64,7 @@ def score_batch(maps, images: np.ndarray, captions: list[str], sets: dict[str, l
             for role, word, occurrence, mask in targets:
                 heat = maps.word(word, prompt=p, occurrence=occurrence, layers=shorts, size=mask.shape)
                 scores[name][role].append(threshold_iou(heat, mask))
+                by_count[name][f"{len(factors.objects)}_object"][role].append(scores[name][role][-1])
         # Without labels: each drawn object against its best-matching salient cluster, and all
         # drawn objects against the union of the salient clusters; saliency as ConceptExpress
         # (the end token) and by the prompt's words (the default, see capture/localisation.py)
@@ -91,6 +92,7 @@ def main() -> None:
     captions = [s.caption for s in sample_scenes(args.n, seed=args.seed, split="test")]
     generator = torch.Generator().manual_seed(args.seed)
     scores: dict = defaultdict(lambda: defaultdict(list))
+    by_count: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     tic = time.perf_counter()
     for start in tqdm(range(0, len(captions), args.batch), desc="trace + score"):
         batch = captions[start : start + args.batch]
@@ -98,7 +100,7 @@ def main() -> None:
             images = pipe(batch, num_inference_steps=args.steps, guidance_scale=args.guidance, generator=generator, output_type="np").images
         maps = tr.attention_maps()
         sets = layer_sets(maps)
-        score_batch(maps, images, batch, sets, scores)
+        score_batch(maps, images, batch, sets, scores, by_count)
     finest = max((name for name in sets if "x" in name), key=lambda name: int(name.split("x")[0]))
     unsupervised = {name: float(np.mean(v)) for name, v in scores.pop("unsupervised").items()}
     summary = {name: {role: float(np.mean(v)) for role, v in roles.items()} for name, roles in scores.items()}
@@ -108,6 +110,8 @@ def main() -> None:
         "miou_background_word": summary[finest]["background"],
         "headline_layers": f"{finest} ({', '.join(sets[finest])})",
         "per_layer_group": summary,
+        "headline_by_object_count": {count: {role: float(np.mean(v)) for role, v in roles.items()}
+                                     for count, roles in sorted(by_count[finest].items())},
         "n_images": len(captions),
         "n_scored": {role: len(v) for role, v in scores[finest].items()},
         "unsupervised_miou": unsupervised["words"],

@@ -54,6 +54,9 @@ class EncoderTrainingConfig:
     # background from w0 (0: no adversary). At the shipped encoder the denoising gradient is
     # ~2,000x smaller than the confusion's against fitted probes, hence weights ~0.001.
     adversary_weight: float = 0.0
+    # The probes learn faster than the encoder: probes that lag behind are fooled cheaply
+    # (at the encoder's rate they stayed near chance while the words still told the factors).
+    adversary_learning_rate: float = 1e-2
 
 
 def word_roles(scenes, n_words: int, split_fraction: float, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -102,7 +105,7 @@ def train_word_encoder(
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=cfg.learning_rate)
     adversary = RoleAdversary(encoder_config.text_width) if cfg.adversary_weight > 0 else None
     # the probes have their own optimizer, so that a run without them resumes with one
-    adversary_optimizer = torch.optim.AdamW(adversary.parameters(), lr=cfg.learning_rate) if adversary else None
+    adversary_optimizer = torch.optim.AdamW(adversary.parameters(), lr=cfg.adversary_learning_rate) if adversary else None
     start, checkpoint = 0, out / "checkpoint.pt"
     if checkpoint.exists():
         state = load_state(checkpoint)
@@ -133,9 +136,9 @@ def train_word_encoder(
             probe_loss, confusion = adversary.losses(raw, scenes)
             record.update(probe_loss=probe_loss.item(), confusion=confusion.item())
             loss = loss + probe_loss + cfg.adversary_weight * confusion
-        for opt in optimizers:
+        for opt, rate in zip(optimizers, (cfg.learning_rate, cfg.adversary_learning_rate)):
             for group in opt.param_groups:
-                group["lr"] = cfg.learning_rate * min(1.0, (step + 1) / cfg.warmup_steps)
+                group["lr"] = rate * min(1.0, (step + 1) / cfg.warmup_steps)
             opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(encoder.parameters(), 1.0)
