@@ -26,6 +26,13 @@ from ..world.vocabulary import FACTOR_VALUES
 OBJECT_FACTORS: tuple[str, ...] = ("shape", "color", "size")
 
 
+def _standardised(x: torch.Tensor) -> torch.Tensor:
+    """Each feature centred and scaled over the batch (the statistics keep their gradient): the
+    probes read what a standardised linear probe reads, so the encoder cannot hide a factor in
+    a direction of small variance, as it did from probes on the raw words."""
+    return (x - x.mean(dim=0)) / (x.std(dim=0) + 1e-4)
+
+
 class RoleAdversary(nn.Module):
     """Linear probes: object factors from each auxiliary word (one head per factor, shared by
     the auxiliary words), the background from the primary word."""
@@ -55,6 +62,7 @@ class RoleAdversary(nn.Module):
         probe, confusion = [], []
         for factor, x, labels in self._readings(words, scenes):
             head = self.heads[factor]
+            x = _standardised(x)
             probe.append(F.cross_entropy(head(x.detach()), labels))
             log_p = F.log_softmax(F.linear(x, head.weight.detach(), head.bias.detach()), dim=-1)
             confusion.append(-log_p.mean(dim=-1).mean())
