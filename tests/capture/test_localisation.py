@@ -45,6 +45,10 @@ def test_saliency_from_the_end_token_keeps_what_it_attends():
     assert sorted(found.saliency) == [0.0, 1.0]
     with pytest.raises(ValueError, match="saliency"):
         unsupervised_masks(maps, n_clusters=2, saliency="start")
+    assert maps.word_slots(0) == [1, 2]
+    maps.tokens.words[0] = []  # an empty prompt: no words to read saliency from
+    with pytest.raises(ValueError, match="no words"):
+        unsupervised_masks(maps, n_clusters=2)
 
 
 def test_needs_self_attention_and_a_sane_k(tiny_shapes):

@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 from diffusers import DDIMScheduler
 
@@ -42,6 +43,8 @@ def test_training_with_the_adversary_logs_it_and_resumes_from_a_run_without(tmp_
     assert state["step"] == 2 and "adversary" in state
     last = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])
     assert last["probe_loss"] > 0 and last["confusion"] > 0
+    with pytest.raises(ValueError, match="adversary_weight"):
+        train_word_encoder(tmp_path / "bad", EncoderTrainingConfig(steps=1, batch_size=2, adversary_weight=-1.0), SMALL)
 
 
 def test_word_roles_keep_one_side_and_say_what_it_must_redraw():

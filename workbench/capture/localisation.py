@@ -64,8 +64,8 @@ def unsupervised_masks(
             prompt's word tokens, start and end tokens left out) or "end" (the end-of-text token).
 
     Raises:
-        ValueError: if no self-attention was captured, n_clusters is out of range or the
-            saliency is unknown.
+        ValueError: if no self-attention was captured, n_clusters is out of range, the
+            saliency is unknown, or saliency="words" for a prompt without words.
     """
     if saliency not in ("words", "end"):
         raise ValueError(f"saliency must be 'words' or 'end', got {saliency!r}")
@@ -81,7 +81,9 @@ def unsupervised_masks(
     features = attention.numpy().astype(np.float64)
     labels = KMeans(n_clusters, n_init=10, random_state=seed).fit_predict(features).reshape(side_y, side_x)
 
-    slots = [maps.end_token(prompt)] if saliency == "end" else [s for span in maps.tokens.words[prompt] for s in span.tokens]
+    slots = [maps.end_token(prompt)] if saliency == "end" else maps.word_slots(prompt)
+    if not slots:
+        raise ValueError(f"prompt {prompt} has no words to mark the salient clusters; use saliency='end'")
     heat = torch.stack([maps.token(s, prompt=prompt, layers=cross_layers, size=(side_y, side_x)) for s in slots]).mean(0).numpy()
     heat = (heat - heat.min()) / max(heat.max() - heat.min(), 1e-12)
     scores = tuple(float(heat[labels == c].mean()) for c in range(n_clusters))

@@ -130,11 +130,14 @@ class AttentionMaps:
             per_layer.append(maps.flatten(1).T)  # (queries, keys)
         return torch.stack(per_layer).mean(0)
 
+    def word_slots(self, prompt: int = 0) -> list[int]:
+        """The token slots of every word of the prompt (start, end and padding left out)."""
+        self._check_prompt(prompt)
+        return [slot for span in self.tokens.words[prompt] for slot in span.tokens]
+
     def end_token(self, prompt: int = 0) -> int:
         """The slot of the end-of-text token: the one after the prompt's last word."""
-        self._check_prompt(prompt)
-        slots = [slot for span in self.tokens.words[prompt] for slot in span.tokens]
-        return (max(slots) if slots else 0) + 1
+        return max(self.word_slots(prompt), default=0) + 1
 
     def word_span(self, word: str, prompt: int = 0, occurrence: int = 0) -> WordSpan:
         """The token slots of `word` in prompt `prompt` (WordNotFoundError names the words)."""

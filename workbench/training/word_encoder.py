@@ -94,6 +94,8 @@ def train_word_encoder(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     export_to = Path(export_to) if export_to else out / "encoder"
+    if cfg.adversary_weight < 0:
+        raise ValueError(f"adversary_weight must be >= 0 (0: no adversary), got {cfg.adversary_weight}")
     pipe = load_pipeline(pipeline)
     for module in (pipe.unet, pipe.text_encoder):
         module.requires_grad_(False)
@@ -117,6 +119,7 @@ def train_word_encoder(
         start = int(state["step"])
     (out / "config.json").write_text(json.dumps({"training": asdict(cfg), "encoder": asdict(encoder_config), "pipeline": pipeline}, indent=1))
 
+    optimizers = [(optimizer, cfg.learning_rate)] + ([(adversary_optimizer, cfg.adversary_learning_rate)] if adversary else [])
     encoder.train()
     log = (out / "log.jsonl").open("a")
     tic = time.perf_counter()
@@ -131,18 +134,17 @@ def train_word_encoder(
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         loss = denoising_loss(pipe.unet, pipe.scheduler, targets, context, generator, cfg.min_snr_gamma, pixel_weights)
         record = {"step": step + 1, "loss": loss.item()}
-        optimizers = [optimizer] + ([adversary_optimizer] if adversary else [])
         if adversary:
             probe_loss, confusion = adversary.losses(raw, scenes)
             record.update(probe_loss=probe_loss.item(), confusion=confusion.item())
             loss = loss + probe_loss + cfg.adversary_weight * confusion
-        for opt, rate in zip(optimizers, (cfg.learning_rate, cfg.adversary_learning_rate)):
+        for opt, rate in optimizers:
             for group in opt.param_groups:
                 group["lr"] = rate * min(1.0, (step + 1) / cfg.warmup_steps)
             opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(encoder.parameters(), 1.0)
-        for opt in optimizers:
+        for opt, _ in optimizers:
             opt.step()
         log.write(json.dumps({**record, "seconds": time.perf_counter() - tic}) + "\n")
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
