@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 import workbench
-from workbench.capture import trace, unsupervised_masks
+from workbench.capture import cluster_self_attention, trace, unsupervised_masks
 from workbench.files import atomic_path
 from workbench.metrics import iou, threshold_iou
 from workbench.models.loading import load_pipeline
@@ -69,8 +69,9 @@ def score_batch(maps, images: np.ndarray, captions: list[str], sets: dict[str, l
         # drawn objects against the union of the salient clusters; saliency as ConceptExpress
         # (the end token) and by the prompt's words (the default, see capture/localisation.py)
         drawn = [mask for mask in masks if mask is not None]
+        clusters = cluster_self_attention(maps, prompt=p, n_clusters=UNSUPERVISED_CLUSTERS)
         for saliency in ("words", "end"):
-            found = unsupervised_masks(maps, prompt=p, n_clusters=UNSUPERVISED_CLUSTERS, size=labels.shape, saliency=saliency)
+            found = unsupervised_masks(maps, prompt=p, size=labels.shape, saliency=saliency, clusters=clusters)
             for mask in drawn:
                 scores["unsupervised"][saliency].append(max((iou(c, mask) for c in found.masks()), default=0.0))
             if drawn:

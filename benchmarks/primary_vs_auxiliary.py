@@ -60,6 +60,9 @@ def main() -> None:
             "shape": float(judged.shape_correct.mean()),
             "color_and_shape": float((judged.color_correct & judged.shape_correct).mean()),
             "background": float(judged.background_correct.mean()),
+            # input shape -> how often each shape was drawn (where the colour was found)
+            "shape_drawn": {shape: group.shape_predicted[group.color_correct].value_counts().to_dict()
+                            for shape, group in judged.groupby("shape")},
         },
         "word_norms": {w: float(result.norms[:, i].mean()) for i, w in enumerate(result.names)},
         "word_cosine": result.cosine.tolist(),

@@ -50,7 +50,7 @@ def _train_encoder(args: argparse.Namespace) -> None:
 
     cfg = EncoderTrainingConfig(
         steps=args.steps, batch_size=args.batch_size, seed=args.seed, split_fraction=args.split_fraction,
-        adversary_weight=args.adversary_weight,
+        adversary_weight=args.adversary_weight, distill_weight=args.distill_weight,
     )
     path = train_word_encoder(args.out, cfg, pipeline=args.pipeline, export_to=args.export_to)
     print(f"encoder written to {path.resolve()}")
@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="fraction of samples that keep only w0 (scored on the object) or only w1..wk (on the background)")
     encoder.add_argument("--adversary-weight", type=float, default=0.0,
                          help="weight of the loss confusing probes that read the object from w1..wk and the background from w0 (0: none; try 0.001)")
+    encoder.add_argument("--distill-weight", type=float, default=0.0,
+                         help="weight of matching the frozen model's noise prediction from each scene's caption (0: none; try 1)")
     encoder.add_argument("--export-to", default=None, help="where to write the encoder (default: OUT/encoder)")
     encoder.set_defaults(run=_train_encoder)
     return parser

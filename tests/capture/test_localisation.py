@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from workbench.capture import AttentionLayer, AttentionMaps, PromptTokens, WordSpan, trace
-from workbench.capture.localisation import unsupervised_masks
+from workbench.capture.localisation import cluster_self_attention, unsupervised_masks
 
 
 def planted_maps() -> tuple[AttentionMaps, np.ndarray]:
@@ -43,6 +43,12 @@ def test_saliency_from_the_end_token_keeps_what_it_attends():
     found = unsupervised_masks(maps, n_clusters=2, size=(4, 4), saliency="end")
     assert np.array_equal(found.foreground(), ~region)
     assert sorted(found.saliency) == [0.0, 1.0]
+    # one clustering, scored by both saliencies
+    clusters = cluster_self_attention(maps, n_clusters=2)
+    assert clusters.shape == (4, 4)
+    by_words = unsupervised_masks(maps, size=(4, 4), clusters=clusters)
+    by_end = unsupervised_masks(maps, size=(4, 4), saliency="end", clusters=clusters)
+    assert np.array_equal(by_words.foreground(), region) and np.array_equal(by_end.foreground(), ~region)
     with pytest.raises(ValueError, match="saliency"):
         unsupervised_masks(maps, n_clusters=2, saliency="start")
     assert maps.word_slots(0) == [1, 2]

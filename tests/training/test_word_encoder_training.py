@@ -7,8 +7,9 @@ from diffusers import DDIMScheduler
 
 from workbench.models.word_encoder import WordEncoder, WordEncoderConfig
 from workbench.training.checkpoint import load_state
-from workbench.training.diffusion import denoising_loss, min_snr_weights
-from workbench.training.word_encoder import EncoderTrainingConfig, train_word_encoder, word_roles
+from workbench.models.loading import load_pipeline
+from workbench.training.diffusion import denoising_loss, min_snr_weights, noised
+from workbench.training.word_encoder import EncoderTrainingConfig, caption_distillation, train_word_encoder, word_roles
 from workbench.world import sample_scenes
 
 SMALL = WordEncoderConfig(width=16, layers=2, heads=2, mapping_hidden=16, feature_layers=(2, 1))
@@ -87,3 +88,27 @@ def test_pixel_weighted_loss_averages_over_the_weighted_pixels_only():
     assert torch.allclose(whole, (error.mean((1, 2, 3)) * snr).mean())
     assert torch.allclose(bottom, (error[:, :, 2:].mean((1, 2, 3)) * snr).mean())
     assert not torch.allclose(whole, bottom)
+
+
+def test_caption_distillation_scores_whole_samples_against_the_models_caption_prediction():
+    pipe = load_pipeline("shapes")
+    scenes = sample_scenes(4, seed=5, n_objects=(1,))
+    noisy, _, t = noised(pipe.scheduler, torch.zeros(4, 3, 32, 32), torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        captions = pipe.text_encoder(pipe.tokenize([s.caption for s in scenes]))[0]
+        teacher = pipe.unet(noisy, t, encoder_hidden_states=captions).sample
+    keep = torch.ones(4, 3, 1)
+    keep[2:, 1:] = 0  # samples 2 and 3 keep w0 only: no caption describes what they redraw
+    snr = min_snr_weights(pipe.scheduler, t, 5.0)
+    assert torch.allclose(caption_distillation(pipe, scenes, noisy, t, teacher, keep, 5.0), torch.tensor(0.0), atol=1e-6)
+    # an error of 1 everywhere counts on the whole samples only
+    off = caption_distillation(pipe, scenes, noisy, t, teacher + 1.0, keep, 5.0)
+    assert torch.allclose(off, snr[:2].sum() / 4, atol=1e-5)
+
+
+def test_training_with_distillation_logs_it_and_refuses_a_negative_weight(tmp_path):
+    train_word_encoder(tmp_path, EncoderTrainingConfig(steps=1, batch_size=2, checkpoint_every=1, distill_weight=1.0), SMALL)
+    last = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])
+    assert last["distill"] >= 0 and last["loss"] > 0
+    with pytest.raises(ValueError, match="distill_weight"):
+        train_word_encoder(tmp_path / "bad", EncoderTrainingConfig(steps=1, batch_size=2, distill_weight=-1.0), SMALL)

@@ -2,7 +2,7 @@
 
 from .activations import Activations
 from .architectures import ARCHITECTURES, AttentionLayer, LayerSelectionError, attention_layers
-from .localisation import UnsupervisedMasks, unsupervised_masks
+from .localisation import UnsupervisedMasks, cluster_self_attention, unsupervised_masks
 from .maps import AttentionMaps, PromptTokens
 from .store import CaptureMemoryError
 from .tokens import WordNotFoundError, WordSpan, align_words
@@ -23,5 +23,6 @@ __all__ = [
     "align_words",
     "attention_layers",
     "trace",
+    "cluster_self_attention",
     "unsupervised_masks",
 ]

@@ -40,35 +40,20 @@ class UnsupervisedMasks:
         return np.isin(self.labels, self.salient)
 
 
-def unsupervised_masks(
+def cluster_self_attention(
     maps: AttentionMaps,
     prompt: int = 0,
     n_clusters: int = 4,
     self_layers: str | Sequence[str] | None = None,
-    cross_layers: str | Sequence[str] | None = None,
-    size: tuple[int, int] | None = None,
     seed: int = 0,
-    saliency: Literal["words", "end"] = "words",
-) -> UnsupervisedMasks:
-    """Cluster self-attention and keep the clusters salient to the prompt's cross-attention.
+) -> np.ndarray:
+    """k-means over the self-attention rows: (y, x) cluster labels at the layers' resolution.
 
-    Args:
-        maps: a trace's maps with self-attention captured (trace(..., self_layers=...)).
-        prompt: which prompt of the batch.
-        n_clusters: k of k-means.
-        self_layers / cross_layers: layer selectors (default: the finest self-attention
-            layers captured; every cross-attention layer).
-        size: output (y, x); default the image size (labels upsampled by nearest neighbour).
-        seed: k-means seed.
-        saliency: which cross-attention marks the salient clusters: "words" (the mean over the
-            prompt's word tokens, start and end tokens left out) or "end" (the end-of-text token).
+    self_layers: layer selector (default: the finest self-attention layers captured).
 
     Raises:
-        ValueError: if no self-attention was captured, n_clusters is out of range, the
-            saliency is unknown, or saliency="words" for a prompt without words.
+        ValueError: if no self-attention was captured or n_clusters is out of range.
     """
-    if saliency not in ("words", "end"):
-        raise ValueError(f"saliency must be 'words' or 'end', got {saliency!r}")
     if not any(layer.kind == "self" for layer in maps.layers):
         raise ValueError("no self-attention was captured: trace with self_layers=... (e.g. self_layers='all')")
     if self_layers is None:  # the finest self-attention captured
@@ -79,15 +64,50 @@ def unsupervised_masks(
     if not 2 <= n_clusters <= attention.shape[0]:
         raise ValueError(f"n_clusters must be between 2 and {attention.shape[0]}, got {n_clusters}")
     features = attention.numpy().astype(np.float64)
-    labels = KMeans(n_clusters, n_init=10, random_state=seed).fit_predict(features).reshape(side_y, side_x)
+    return KMeans(n_clusters, n_init=10, random_state=seed).fit_predict(features).reshape(side_y, side_x)
 
+
+def unsupervised_masks(
+    maps: AttentionMaps,
+    prompt: int = 0,
+    n_clusters: int = 4,
+    self_layers: str | Sequence[str] | None = None,
+    cross_layers: str | Sequence[str] | None = None,
+    size: tuple[int, int] | None = None,
+    seed: int = 0,
+    saliency: Literal["words", "end"] = "words",
+    clusters: np.ndarray | None = None,
+) -> UnsupervisedMasks:
+    """Cluster self-attention and keep the clusters salient to the prompt's cross-attention.
+
+    Args:
+        maps: a trace's maps with self-attention captured (trace(..., self_layers=...)).
+        prompt: which prompt of the batch.
+        n_clusters / self_layers / seed: the clustering (see `cluster_self_attention`).
+        cross_layers: cross-attention layer selector (default: every layer).
+        size: output (y, x); default the image size (labels upsampled by nearest neighbour).
+        saliency: which cross-attention marks the salient clusters: "words" (the mean over the
+            prompt's word tokens, start and end tokens left out) or "end" (the end-of-text token).
+        clusters: labels from `cluster_self_attention` for this prompt, to score one
+            clustering by both saliencies without clustering twice (then the clustering
+            arguments are not used).
+
+    Raises:
+        ValueError: if no self-attention was captured, n_clusters is out of range, the
+            saliency is unknown, or saliency="words" for a prompt without words.
+    """
+    if saliency not in ("words", "end"):
+        raise ValueError(f"saliency must be 'words' or 'end', got {saliency!r}")
+    labels = cluster_self_attention(maps, prompt, n_clusters, self_layers, seed) if clusters is None else np.asarray(clusters)
+    side_y, side_x = labels.shape
     slots = [maps.end_token(prompt)] if saliency == "end" else maps.word_slots(prompt)
     if not slots:
         raise ValueError(f"prompt {prompt} has no words to mark the salient clusters; use saliency='end'")
     heat = torch.stack([maps.token(s, prompt=prompt, layers=cross_layers, size=(side_y, side_x)) for s in slots]).mean(0).numpy()
     heat = (heat - heat.min()) / max(heat.max() - heat.min(), 1e-12)
-    scores = tuple(float(heat[labels == c].mean()) for c in range(n_clusters))
-    salient = tuple(c for c in range(n_clusters) if scores[c] > heat.mean())
+    found = np.unique(labels)
+    scores = tuple(float(heat[labels == c].mean()) if c in found else 0.0 for c in range(int(labels.max()) + 1))
+    salient = tuple(int(c) for c in found if scores[c] > heat.mean())
 
     size = tuple(size or maps.image_size)
     if size != (side_y, side_x):

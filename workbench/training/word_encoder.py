@@ -33,7 +33,7 @@ from ..models.word_encoder import WordEncoder, WordEncoderConfig
 from ..world.render import background_image
 from ..world.scenes import images_to_tensor, sample_scene, scenes_to_tensor
 from .checkpoint import load_state, save_state
-from .diffusion import denoising_loss
+from .diffusion import noised, weighted_error
 from .role_adversary import RoleAdversary
 
 
@@ -57,6 +57,11 @@ class EncoderTrainingConfig:
     # The probes learn faster than the encoder: probes that lag behind are fooled cheaply
     # (at the encoder's rate they stayed near chance while the words still told the factors).
     adversary_learning_rate: float = 1e-2
+    # Weight of a second target for the samples that keep every word: the frozen model's own
+    # noise prediction from the scene's caption (0: none), the denoising loss's optimum
+    # without the noise target's variance. Tried because the encoder redraws shape at chance;
+    # on ShapesWorld it did not change that (README, Measurements).
+    distill_weight: float = 0.0
 
 
 def word_roles(scenes, n_words: int, split_fraction: float, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -83,6 +88,19 @@ def word_roles(scenes, n_words: int, split_fraction: float, rng: np.random.Gener
     return keep, images_to_tensor(targets), torch.stack(weights)[:, None]
 
 
+def caption_distillation(pipe, scenes, noisy, timesteps, predicted, keep, gamma: float) -> torch.Tensor:
+    """Error between the words' noise prediction and the frozen model's from each caption.
+
+    Only samples that keep every word take part (the others redraw a part of the scene,
+    which has no caption).
+    """
+    with torch.no_grad():
+        captions = pipe.text_encoder(pipe.tokenize([s.caption for s in scenes]))[0]
+        teacher = pipe.unet(noisy, timesteps, encoder_hidden_states=captions).sample
+    whole = keep.flatten(1).all(dim=1).float()[:, None, None, None].expand(-1, 1, *noisy.shape[2:])
+    return weighted_error(predicted, teacher, pipe.scheduler, timesteps, gamma, whole)
+
+
 def train_word_encoder(
     out: str | Path,
     cfg: EncoderTrainingConfig = EncoderTrainingConfig(),
@@ -94,8 +112,9 @@ def train_word_encoder(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     export_to = Path(export_to) if export_to else out / "encoder"
-    if cfg.adversary_weight < 0:
-        raise ValueError(f"adversary_weight must be >= 0 (0: no adversary), got {cfg.adversary_weight}")
+    for name in ("adversary_weight", "distill_weight"):
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"{name} must be >= 0 (0: off), got {getattr(cfg, name)}")
     pipe = load_pipeline(pipeline)
     for module in (pipe.unet, pipe.text_encoder):
         module.requires_grad_(False)
@@ -132,8 +151,14 @@ def train_word_encoder(
         with injected_words(pipe, raw * keep, cfg.placeholder):
             context = pipe.text_encoder(pipe.tokenize([cfg.template] * len(scenes)))[0]
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        loss = denoising_loss(pipe.unet, pipe.scheduler, targets, context, generator, cfg.min_snr_gamma, pixel_weights)
+        noisy, noise, timesteps = noised(pipe.scheduler, targets, generator)
+        predicted = pipe.unet(noisy, timesteps, encoder_hidden_states=context).sample
+        loss = weighted_error(predicted, noise, pipe.scheduler, timesteps, cfg.min_snr_gamma, pixel_weights)
         record = {"step": step + 1, "loss": loss.item()}
+        if cfg.distill_weight > 0:
+            distill = caption_distillation(pipe, scenes, noisy, timesteps, predicted, keep, cfg.min_snr_gamma)
+            record["distill"] = distill.item()
+            loss = loss + cfg.distill_weight * distill
         if adversary:
             probe_loss, confusion = adversary.losses(raw, scenes)
             record.update(probe_loss=probe_loss.item(), confusion=confusion.item())
