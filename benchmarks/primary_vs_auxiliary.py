@@ -4,7 +4,8 @@ Held-out one-object images go through the ShapesWorld word encoder; the frozen m
 them from "a S*" while its cross-attention is traced. Reported: held-out probe accuracy per
 word and factor against chance, each word's attention mass on the drawn object, how often the
 redrawn image has the input's colour and shape (judged as in world_quality), and the
-disentanglement of all words. The hoped-for split (w0 the object, w1..wk the background) is a
+disentanglement of all words. As a ceiling, the same template is redrawn with the caption's own
+first words ("large red circle") in the slots. The hoped-for split (w0 the object, w1..wk the background) is a
 hypothesis this measures, not an assumption.
 
     python benchmarks/primary_vs_auxiliary.py [--n 200] [--encoder data/shapes-encoder]
@@ -17,12 +18,14 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import workbench
 from workbench.analyses import compare_words
 from workbench.files import atomic_path
 from workbench.models.classifier import ShapesClassifier
+from workbench.models.elite import injected_words
 from workbench.models.judge import judge_images
 from workbench.models.loading import embedded_path, load_pipeline
 from workbench.models.shapes_pipeline import DEFAULT_GUIDANCE_SCALE
@@ -30,6 +33,22 @@ from workbench.models.word_encoder import WordEncoder
 from workbench.world import sample_scenes
 
 RESULT = Path(__file__).parent / "results" / "primary_vs_auxiliary.json"
+
+
+def caption_word_redraws(pipe, scenes, n_words: int, steps: int, guidance: float, seed: int, batch_size: int = 32):
+    """Images redrawn from "a S*" with the token embeddings of each caption's first words
+    after the article in the slots: what words of the model's own vocabulary convey."""
+    table = pipe.text_encoder.get_input_embeddings().weight.detach()
+    vocabulary = pipe.tokenizer.get_vocab()
+    words = torch.stack([table[[vocabulary[w] for w in s.caption.split()[1 : 1 + n_words]]] for s in scenes])
+    generator = torch.Generator().manual_seed(seed)
+    images = []
+    for start in range(0, len(scenes), batch_size):
+        batch = words[start : start + batch_size]
+        with injected_words(pipe, batch):
+            images.append(pipe(["a S*"] * len(batch), num_inference_steps=steps, guidance_scale=guidance,
+                               generator=generator, output_type="np").images)
+    return np.concatenate(images)
 
 
 def main() -> None:
@@ -50,6 +69,8 @@ def main() -> None:
     result = compare_words(pipe, encoder, scenes, steps=args.steps, guidance_scale=args.guidance, seed=args.seed)
     classifier = ShapesClassifier.from_pretrained(embedded_path("shapes-classifier"))
     _, judged = judge_images(result.generated, [s.caption for s in scenes], classifier)
+    captions = [s.caption for s in scenes]
+    _, ceiling = judge_images(caption_word_redraws(pipe, scenes, encoder.config.n_words, args.steps, args.guidance, args.seed), captions, classifier)
     probes = result.probes
     report = {
         "probe_accuracy": {w: {f: float(probes.accuracy[i, j]) for j, f in enumerate(probes.factors)} for i, w in enumerate(probes.representations)},
@@ -64,6 +85,8 @@ def main() -> None:
             "shape_drawn": {shape: group.shape_predicted[group.color_correct].value_counts().to_dict()
                             for shape, group in judged.groupby("shape")},
         },
+        "caption_words_reconstruction": {"color": float(ceiling.color_correct.mean()), "shape": float(ceiling.shape_correct.mean()),
+                                          "background": float(ceiling.background_correct.mean())},
         "word_norms": {w: float(result.norms[:, i].mean()) for i, w in enumerate(result.names)},
         "word_cosine": result.cosine.tolist(),
         "nearest_tokens": result.nearest.to_dict(orient="records"),
@@ -75,7 +98,7 @@ def main() -> None:
     }
     with atomic_path(args.out) as tmp:
         tmp.write_text(json.dumps(report, indent=1, default=float))
-    print(json.dumps({k: report[k] for k in ("probe_accuracy", "chance", "object_mass", "reconstruction")}, indent=1))
+    print(json.dumps({k: report[k] for k in ("probe_accuracy", "chance", "object_mass", "reconstruction", "caption_words_reconstruction")}, indent=1))
 
 
 if __name__ == "__main__":
