@@ -68,8 +68,8 @@ def main() -> None:
     tic = time.perf_counter()
     result = compare_words(pipe, encoder, scenes, steps=args.steps, guidance_scale=args.guidance, seed=args.seed)
     classifier = ShapesClassifier.from_pretrained(embedded_path("shapes-classifier"))
-    _, judged = judge_images(result.generated, [s.caption for s in scenes], classifier)
     captions = [s.caption for s in scenes]
+    _, judged = judge_images(result.generated, captions, classifier)
     _, ceiling = judge_images(caption_word_redraws(pipe, scenes, encoder.config.n_words, args.steps, args.guidance, args.seed), captions, classifier)
     probes = result.probes
     report = {
