@@ -33,6 +33,7 @@ def _train(args: argparse.Namespace) -> None:
     cfg = DiffusionTrainingConfig(
         steps=args.steps, batch_size=args.batch_size, seed=args.seed, anneal_from=args.anneal_from,
         learning_rate=args.learning_rate, two_object_fraction=args.two_object_fraction,
+        grounding_weight=args.grounding_weight,
     )
     path = train_diffusion(args.out, cfg, export_to=args.export_to)
     print(f"pipeline written to {path.resolve()}")
@@ -88,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=float, default=1e-3,
                        help="peak rate; resuming a finished (annealed) run with a higher rate starts a new phase")
     train.add_argument("--two-object-fraction", type=float, default=0.5, help="share of two-object scenes per batch")
+    train.add_argument("--grounding-weight", type=float, default=0.0,
+                       help="weight of the token grounding loss: each object word's attention pulled onto its object")
     train.add_argument("--export-to", default=None, help="where to write the pipeline (default: OUT/pipeline)")
     train.set_defaults(run=_train)
     classifier = world_commands.add_parser("train-classifier", help="train the ShapesWorld classifier")

@@ -7,16 +7,19 @@ from workbench.models.loading import load_pipeline
 from workbench.training.checkpoint import load_state
 from workbench.training.diffusion import DiffusionTrainingConfig, draw_batch, min_snr_weights, train_diffusion
 
+from workbench.world.scenes import scenes_to_tensor
+
 from ..shapes_fixtures import TINY_CONFIG
 
 CFG = DiffusionTrainingConfig(steps=3, batch_size=4, checkpoint_every=2, warmup_steps=2)
 
 
 def test_batches_are_a_function_of_seed_and_step():
-    a_images, a_captions = draw_batch(5, CFG, 32)
-    b_images, b_captions = draw_batch(5, CFG, 32)
-    c_images, _ = draw_batch(6, CFG, 32)
-    assert torch.equal(a_images, b_images) and a_captions == b_captions
+    a_scenes, a_captions = draw_batch(5, CFG, 32)
+    b_scenes, b_captions = draw_batch(5, CFG, 32)
+    a_images, b_images, c_images = (scenes_to_tensor(draw_batch(step, CFG, 32)[0]) for step in (5, 5, 6))
+    assert a_scenes == b_scenes and a_captions == b_captions
+    assert torch.equal(a_images, b_images)
     assert not torch.equal(a_images, c_images)
     assert a_images.shape == (4, 3, 32, 32) and a_images.min() >= -1 and a_images.max() <= 1
 
@@ -66,3 +69,16 @@ def test_learning_rate_warms_up_then_anneals_linearly_to_zero():
     assert cfg.learning_rate_at(800) == pytest.approx(5e-4)
     assert cfg.learning_rate_at(999) == pytest.approx(1e-3 / 400)
     assert DiffusionTrainingConfig(steps=1000, warmup_steps=1).learning_rate_at(999) == pytest.approx(1e-3)  # no anneal
+
+
+def test_grounding_loss_is_logged_and_trains_the_attention(tmp_path):
+    cfg = DiffusionTrainingConfig(steps=2, batch_size=4, warmup_steps=1, grounding_weight=1.0)
+    train_diffusion(tmp_path, cfg, TINY_CONFIG)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert all(0 < row["grounding"] <= 1 for row in log)
+    plain = tmp_path / "plain"
+    train_diffusion(plain, DiffusionTrainingConfig(**{**cfg.__dict__, "grounding_weight": 0.0}), TINY_CONFIG)
+    assert "grounding" not in json.loads((plain / "log.jsonl").read_text().splitlines()[0])
+    grounded, free = load_state(tmp_path / "checkpoint.pt"), load_state(plain / "checkpoint.pt")
+    key = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight"
+    assert not torch.equal(grounded["unet"][key], free["unet"][key])

@@ -10,9 +10,12 @@ rows asked for only.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator, Sequence
 
 import torch
+
+from torch import nn
 
 from ..models.attention import attention_probabilities
 from .architectures import AttentionLayer
@@ -72,3 +75,37 @@ class CaptureProcessor:
             if rows is not None:
                 self.sink(self.layer, attention_probabilities(attn, query[rows], key[rows], attention_mask, rows))
         return output
+
+
+@contextmanager
+def capturing(
+    denoiser: nn.Module,
+    layers: Sequence[AttentionLayer],
+    rows: Callable[[int], slice | None],
+    sink: Callable[[AttentionLayer, torch.Tensor], None],
+) -> Iterator[None]:
+    """Wrap each of `layers`' processors in a CaptureProcessor (with its query/key hooks) inside
+    the block; the denoiser's own processors come back on exit, also after an exception.
+
+    The probabilities keep their autograd graph, so a training loss can be built on them.
+    """
+    originals = denoiser.attn_processors
+    wanted = {layer.path: layer for layer in layers}
+    named = dict(denoiser.named_modules())
+    processors, handles = {}, []
+    try:
+        for key, original in originals.items():
+            path = key.removesuffix(".processor")
+            if path not in wanted:
+                processors[key] = original
+                continue
+            wrapper = CaptureProcessor(original, wanted[path], rows, sink)
+            processors[key] = wrapper
+            handles.append(named[path].to_q.register_forward_hook(wrapper.keep_query))
+            handles.append(named[path].to_k.register_forward_hook(wrapper.keep_key))
+        denoiser.set_attn_processor(processors)
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        denoiser.set_attn_processor(originals)

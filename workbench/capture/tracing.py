@@ -21,7 +21,7 @@ import torch
 from .activations import ActivationRecorder, Activations, Pool, register, resolve_module
 from .architectures import AttentionLayer, attention_layers, denoiser_of, select_layers
 from .maps import AttentionMaps, PromptTokens
-from .processor import CaptureProcessor, spatial_shape
+from .processor import capturing, spatial_shape
 from .store import AttentionStore, CaptureMemoryError
 
 logger = logging.getLogger(__name__)
@@ -209,29 +209,15 @@ def trace(
         CaptureMemoryError: per-step storage that would exceed available memory.
     """
     tr = Trace(pipe, layers, self_layers, heads, steps, per_step, guidance, modules, pool)
-    originals = tr.denoiser.attn_processors
-    wanted = {layer.path: layer for layer in tr.layers}
-    processors, handles = {}, []
-    named = dict(tr.denoiser.named_modules())
+    handles = []
     try:
-        for key, original in originals.items():
-            path = key.removesuffix(".processor")
-            if path not in wanted:
-                processors[key] = original
-                continue
-            wrapper = CaptureProcessor(original, wanted[path], lambda batch: tr._rows, tr._sink)
-            processors[key] = wrapper
-            attn = named[path]
-            handles.append(attn.to_q.register_forward_hook(wrapper.keep_query))
-            handles.append(attn.to_k.register_forward_hook(wrapper.keep_key))
-        tr.denoiser.set_attn_processor(processors)
-        handles.append(tr.denoiser.register_forward_pre_hook(tr._on_denoiser, with_kwargs=True))
-        handles.extend(register(pipe, tr.modules, tr.recorder))
-        text_encoder = getattr(pipe, "text_encoder", None)
-        if text_encoder is not None:
-            handles.append(text_encoder.register_forward_pre_hook(tr._on_text_encoder, with_kwargs=True))
-        yield tr
+        with capturing(tr.denoiser, tr.layers, lambda batch: tr._rows, tr._sink):
+            handles.append(tr.denoiser.register_forward_pre_hook(tr._on_denoiser, with_kwargs=True))
+            handles.extend(register(pipe, tr.modules, tr.recorder))
+            text_encoder = getattr(pipe, "text_encoder", None)
+            if text_encoder is not None:
+                handles.append(text_encoder.register_forward_pre_hook(tr._on_text_encoder, with_kwargs=True))
+            yield tr
     finally:
         for handle in handles:
             handle.remove()
-        tr.denoiser.set_attn_processor(originals)

@@ -20,9 +20,12 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..models.shapes_pipeline import ShapesModelConfig, ShapesPipeline, build_components
-from ..world.scenes import sample_scene, scenes_to_tensor
+from ..capture.architectures import attention_layers
+from ..capture.processor import capturing
+from ..world.scenes import Scene, sample_scene, scenes_to_tensor
 from ..files import atomic_path
 from .checkpoint import load_state, save_state
+from .grounding import grounding_loss, grounding_targets
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ class DiffusionTrainingConfig:
     min_snr_gamma: float = 5.0
     checkpoint_every: int = 250
     seed: int = 0
+    # Weight of the token grounding loss (training/grounding.py); 0 trains without it.
+    grounding_weight: float = 0.0
     # Linear decay of the learning rate to 0 from this step to `steps` (None: constant);
     # annealing at the end of a run lowers the loss well below its constant-rate plateau.
     anneal_from: int | None = None
@@ -49,13 +54,14 @@ class DiffusionTrainingConfig:
         return rate
 
 
-def draw_batch(step: int, cfg: DiffusionTrainingConfig, image_size: int) -> tuple[torch.Tensor, list[str]]:
-    """The training batch of `step`: a pure function of (seed, step), so resuming is exact."""
+def draw_batch(step: int, cfg: DiffusionTrainingConfig, image_size: int) -> tuple[list[Scene], list[str]]:
+    """The training scenes of `step` and their captions ("" where dropped): a pure function of
+    (seed, step), so resuming is exact."""
     rng = np.random.default_rng([cfg.seed, step])
     counts = rng.random(cfg.batch_size) < cfg.two_object_fraction
     scenes = [sample_scene(rng, 2 if two else 1, image_size, "train") for two in counts]
     captions = ["" if rng.random() < cfg.caption_dropout else s.caption for s in scenes]
-    return scenes_to_tensor(scenes), captions
+    return scenes, captions
 
 
 def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -161,31 +167,42 @@ def train_diffusion(
 
     unet.train()
     text_encoder.train()
+    # Cross-attention probabilities of each step, kept with their graph for the grounding loss.
+    grounded_layers = [l for l in attention_layers(unet) if l.kind == "cross"] if cfg.grounding_weight > 0 else []
+    probabilities: list[torch.Tensor] = []
     log = (out / "log.jsonl").open("a")
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train diffusion")
     tic = time.perf_counter()
-    for step in bar:
-        images, captions = draw_batch(step, cfg, model.image_size)
-        ids = tokenizer(captions, padding="max_length", max_length=model.max_length, truncation=True, return_tensors="pt").input_ids
-        context = text_encoder(ids)[0]
-        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        loss = denoising_loss(unet, scheduler, images, context, generator, cfg.min_snr_gamma)
+    with capturing(unet, grounded_layers, lambda batch: slice(None), lambda layer, p: probabilities.append(p)):
+        for step in bar:
+            scenes, captions = draw_batch(step, cfg, model.image_size)
+            ids = tokenizer(captions, padding="max_length", max_length=model.max_length, truncation=True, return_tensors="pt").input_ids
+            context = text_encoder(ids)[0]
+            generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+            probabilities.clear()
+            denoising = denoising_loss(unet, scheduler, scenes_to_tensor(scenes), context, generator, cfg.min_snr_gamma)
+            row = {"step": step + 1, "loss": denoising.item()}
+            loss = denoising
+            if grounded_layers:
+                grounding = grounding_loss(probabilities, *grounding_targets(scenes, captions, model.max_length))
+                loss = denoising + cfg.grounding_weight * grounding
+                row["grounding"] = grounding.item()
 
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.learning_rate_at(step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
-        _ema_update(ema_unet, unet, decay)
-        _ema_update(ema_text, text_encoder, decay)
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.learning_rate_at(step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+            _ema_update(ema_unet, unet, decay)
+            _ema_update(ema_text, text_encoder, decay)
 
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        log.write(json.dumps({"step": step + 1, "loss": loss.item(), "seconds": time.perf_counter() - tic}) + "\n")
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-            log.flush()
-            save(step + 1)
+            bar.set_postfix(loss=f"{denoising.item():.4f}")
+            log.write(json.dumps({**row, "seconds": time.perf_counter() - tic}) + "\n")
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+                log.flush()
+                save(step + 1)
     log.close()
     if start >= cfg.steps and not export_to.exists():
         save(start)
