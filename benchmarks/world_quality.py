@@ -40,6 +40,15 @@ def generate(pipe, captions: list[str], steps: int, guidance: float, seed: int, 
     return np.concatenate(chunks)
 
 
+def swapped_share(frame) -> float:
+    """Of the two-object scenes' objects drawn in their colour but the wrong shape, the share
+    drawn in the other object's shape (a binding swap rather than a badly drawn shape)."""
+    two = frame[frame.n_objects == 2].copy()
+    two["other_shape"] = two.groupby("image")["shape"].transform(lambda s: s.iloc[::-1].to_numpy())
+    wrong = two[two.color_correct & ~two.shape_correct]
+    return float((wrong.shape_predicted == wrong.other_shape).mean()) if len(wrong) else float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=256, help="generations (held-out captions)")
@@ -67,6 +76,8 @@ def main() -> None:
         }
         for n, group in frame.groupby("n_objects")
     }
+    if "2_object" in by_count:
+        by_count["2_object"]["wrong_shape_is_the_other_objects"] = swapped_share(frame)
     result = {
         **report.to_dict(),
         "by_object_count": by_count,

@@ -82,3 +82,6 @@ def test_grounding_loss_is_logged_and_trains_the_attention(tmp_path):
     grounded, free = load_state(tmp_path / "checkpoint.pt"), load_state(plain / "checkpoint.pt")
     key = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight"
     assert not torch.equal(grounded["unet"][key], free["unet"][key])
+    with pytest.raises(ValueError, match="grounding_weight must be >= 0"):
+        train_diffusion(tmp_path / "bad", DiffusionTrainingConfig(grounding_weight=-1.0), TINY_CONFIG)
+    assert not (tmp_path / "bad").exists()

@@ -130,6 +130,8 @@ def train_diffusion(
     Writes into `out`: checkpoint.pt (resumable state), log.jsonl (loss per step) and
     pipeline/ (or `export_to`), each replaced atomically at every checkpoint.
     """
+    if cfg.grounding_weight < 0:
+        raise ValueError(f"grounding_weight must be >= 0 (0: off), got {cfg.grounding_weight}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     export_to = Path(export_to) if export_to else out / "pipeline"
