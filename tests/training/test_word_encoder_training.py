@@ -8,7 +8,7 @@ from diffusers import DDIMScheduler
 from workbench.models.word_encoder import WordEncoder, WordEncoderConfig
 from workbench.training.checkpoint import load_state
 from workbench.models.loading import load_pipeline
-from workbench.training.diffusion import denoising_loss, min_snr_weights, noised
+from workbench.training.denoising import denoising_loss, min_snr_weights, noised
 from workbench.training.word_encoder import EncoderTrainingConfig, caption_distillation, train_word_encoder, word_roles
 from workbench.world import sample_scenes
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..models.shapes_pipeline import ShapesModelConfig, ShapesPipeline, build_components
@@ -25,6 +24,7 @@ from ..capture.processor import capturing
 from ..world.scenes import Scene, sample_scene, scenes_to_tensor
 from ..files import atomic_path
 from .checkpoint import load_state, save_state
+from .denoising import denoising_loss
 from .grounding import grounding_loss, grounding_targets
 
 
@@ -64,48 +64,6 @@ def draw_batch(step: int, cfg: DiffusionTrainingConfig, image_size: int) -> tupl
     return scenes, captions
 
 
-def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Per-sample loss weights min(SNR, gamma) / SNR for epsilon prediction."""
-    alphas = scheduler.alphas_cumprod.to(timesteps.device)[timesteps]
-    snr = alphas / (1 - alphas)
-    return torch.clamp(snr, max=gamma) / snr
-
-
-def noised(scheduler, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(noisy images, their noise, timesteps) at uniformly drawn timesteps (from `generator`)."""
-    noise = torch.randn(images.shape, generator=generator)
-    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(images),), generator=generator)
-    return scheduler.add_noise(images, noise, timesteps), noise, timesteps
-
-
-def weighted_error(
-    predicted: torch.Tensor, target: torch.Tensor, scheduler, timesteps: torch.Tensor, gamma: float,
-    pixel_weights: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Min-SNR-weighted squared error between noise predictions, averaged over samples.
-
-    pixel_weights: optional (batch, 1, y, x) weights; each sample's error is then averaged
-    over its weighted pixels only (e.g. an object mask), not over the whole image; a sample
-    with no weighted pixel adds nothing.
-    """
-    error = F.mse_loss(predicted, target, reduction="none").mean(dim=1, keepdim=True)
-    if pixel_weights is None:
-        per_sample = error.mean(dim=(1, 2, 3))
-    else:
-        per_sample = (error * pixel_weights).sum(dim=(1, 2, 3)) / pixel_weights.sum(dim=(1, 2, 3)).clamp_min(1e-8)
-    return (per_sample * min_snr_weights(scheduler, timesteps, gamma)).mean()
-
-
-def denoising_loss(
-    unet, scheduler, images: torch.Tensor, context: torch.Tensor, generator: torch.Generator, gamma: float,
-    pixel_weights: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Min-SNR-weighted epsilon-prediction loss at random timesteps (noise from `generator`)."""
-    noisy, noise, timesteps = noised(scheduler, images, generator)
-    predicted = unet(noisy, timesteps, encoder_hidden_states=context).sample
-    return weighted_error(predicted, noise, scheduler, timesteps, gamma, pixel_weights)
-
-
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     with torch.no_grad():
         for e, p in zip(ema.parameters(), model.parameters()):
@@ -127,7 +85,7 @@ def train_diffusion(
 ) -> Path:
     """Train (or resume) and export the EMA pipeline; returns the exported folder.
 
-    Writes into `out`: checkpoint.pt (resumable state), log.jsonl (loss per step) and
+    Writes into `out`: checkpoint.pt (resumable state), log.jsonl (losses per step) and
     pipeline/ (or `export_to`), each replaced atomically at every checkpoint.
     """
     if cfg.grounding_weight < 0:

@@ -33,7 +33,7 @@ from ..models.word_encoder import WordEncoder, WordEncoderConfig
 from ..world.render import background_image
 from ..world.scenes import images_to_tensor, sample_scene, scenes_to_tensor
 from .checkpoint import load_state, save_state
-from .diffusion import noised, weighted_error
+from .denoising import noised, weighted_error
 from .role_adversary import RoleAdversary
 
 
