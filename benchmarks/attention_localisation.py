@@ -85,10 +85,11 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE_SCALE)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pipeline", default="shapes", help="the pipeline measured (name or folder)")
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
 
-    pipe = load_pipeline("shapes")
+    pipe = load_pipeline(args.pipeline)
     pipe.set_progress_bar_config(disable=True)
     captions = [s.caption for s in sample_scenes(args.n, seed=args.seed, split="test")]
     generator = torch.Generator().manual_seed(args.seed)
