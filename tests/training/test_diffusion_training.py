@@ -7,7 +7,6 @@ from workbench.models.loading import load_pipeline
 from workbench.training.checkpoint import load_state
 from workbench.training.denoising import min_snr_weights
 from workbench.training.diffusion import DiffusionTrainingConfig, draw_batch, train_diffusion
-
 from workbench.world.scenes import scenes_to_tensor
 
 from ..shapes_fixtures import TINY_CONFIG

@@ -35,3 +35,14 @@ def test_unknown_word_names_itself_and_the_vocabulary():
 def test_grammar_errors_say_what_was_expected(caption, fragment):
     with pytest.raises(CaptionError, match=fragment):
         parse_caption(caption)
+
+
+def test_word_roles_name_each_words_object_and_factor():
+    from workbench.world import WordRole, word_roles
+
+    roles = word_roles("a small red circle and a large red square on a striped background")
+    assert roles[:5] == [None, WordRole("small", "size", 0), WordRole("red", "color", 0), WordRole("circle", "shape", 0), None]
+    assert roles[6:9] == [WordRole("large", "size", 1), WordRole("red", "color", 1), WordRole("square", "shape", 1)]
+    assert roles[11] == WordRole("striped", "background", None) and roles[12] is None
+    with pytest.raises(CaptionError, match="unknown word 'dog'"):
+        word_roles("a small red dog on a gray background")

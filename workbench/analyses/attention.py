@@ -22,7 +22,7 @@ import torch
 from ..capture import AttentionMaps, trace
 from ..metrics import mass_inside, overlap_matrix, soft_iou, threshold_iou
 from ..models.shapes_pipeline import DEFAULT_GUIDANCE_SCALE
-from ..world.captions import CaptionError, CaptionFactors, parse_caption
+from ..world.captions import CaptionError, CaptionFactors, parse_caption, word_roles
 from ..world.segmentation import BACKGROUND_LABEL, object_masks_by_color, segment_by_palette
 
 
@@ -58,15 +58,13 @@ def finest_layers(maps: AttentionMaps) -> list[str]:
     return [layer.short for layer in layers if maps.maps[layer.path].shape[-1] == side]
 
 
-def _word_roles(factors: CaptionFactors) -> list[tuple[str, int, str, int | None]]:
+def _word_roles(caption: str) -> list[tuple[str, int, str, int | None]]:
     """(word, occurrence, role, object index or None for the background) for each factor word."""
     seen: dict[str, int] = defaultdict(int)
     roles = []
-    for index, obj in enumerate(factors.objects):
-        for role, word in (("size", obj.size), ("color", obj.color), ("shape", obj.shape)):
-            roles.append((word, seen[word], role, index))
-            seen[word] += 1
-    roles.append((factors.background, seen[factors.background], "background", None))
+    for named in filter(None, word_roles(caption)):
+        roles.append((named.word, seen[named.word], named.role, named.obj))
+        seen[named.word] += 1
     return roles
 
 
@@ -94,7 +92,7 @@ def _score_prompt(analysis_rows: dict[str, list], maps: AttentionMaps, layers: l
         return  # not a ShapesWorld caption: no known regions
     regions = _regions(image, factors)
     names = list(regions)
-    for word, occurrence, role, obj in _word_roles(factors):
+    for word, occurrence, role, obj in _word_roles(maps.tokens.texts[prompt]):
         if (word, occurrence) not in heat:
             continue
         h = heat[(word, occurrence)]

@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..models.shapes_pipeline import ShapesModelConfig, ShapesPipeline, build_components
-from ..capture.architectures import attention_layers
+from ..capture.architectures import attention_layers, select_layers
 from ..capture.processor import capturing
 from ..world.scenes import Scene, sample_scene, scenes_to_tensor
 from ..files import atomic_path
@@ -128,7 +128,7 @@ def train_diffusion(
     unet.train()
     text_encoder.train()
     # Cross-attention probabilities of each step, kept with their graph for the grounding loss.
-    grounded_layers = [l for l in attention_layers(unet) if l.kind == "cross"] if cfg.grounding_weight > 0 else []
+    grounded_layers = select_layers(attention_layers(unet), "all" if cfg.grounding_weight > 0 else None, "cross")
     probabilities: list[torch.Tensor] = []
     log = (out / "log.jsonl").open("a")
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train diffusion")

@@ -16,9 +16,7 @@ import torch.nn.functional as F
 
 from ..capture.processor import spatial_shape
 from ..world.scenes import Scene
-from ..world.vocabulary import BACKGROUNDS, COLORS, SHAPES, SIZES
-
-_OBJECT_WORDS = set(SHAPES) | set(COLORS) | set(SIZES)
+from ..world.captions import word_roles
 
 
 def grounding_targets(scenes: Sequence[Scene], captions: Sequence[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,19 +38,11 @@ def grounding_targets(scenes: Sequence[Scene], captions: Sequence[str], max_leng
     masks = torch.zeros(len(scenes), max_length, size, size)
     grounded = torch.zeros(len(scenes), max_length, dtype=torch.bool)
     for row, (scene, caption) in enumerate(zip(scenes, captions)):
-        obj = 0
-        for index, word in enumerate(caption.split()[: max_length - 2]):
-            if word == "and":
-                obj += 1
-                continue
-            if word in _OBJECT_WORDS:
-                region = scene.object_masks[obj]
-            elif word in BACKGROUNDS:
-                region = scene.background_mask
-            else:
-                continue
-            masks[row, index + 1] = torch.from_numpy(region)
-            grounded[row, index + 1] = True
+        for index, named in enumerate(word_roles(caption)[: max_length - 2] if caption else []):
+            if named is not None:
+                region = scene.background_mask if named.obj is None else scene.object_masks[named.obj]
+                masks[row, index + 1] = torch.from_numpy(region)
+                grounded[row, index + 1] = True
     return masks, grounded
 
 

@@ -1,6 +1,6 @@
 """ShapesWorld: coloured shapes with known factors, exact masks and captions (the ground truth)."""
 
-from .captions import CaptionError, CaptionFactors, ObjectWords, make_caption, parse_caption
+from .captions import CaptionError, CaptionFactors, ObjectWords, WordRole, make_caption, parse_caption, word_roles
 from .scenes import Scene, SceneObject, is_held_out, sample_scene, sample_scenes, scenes_frame, scenes_to_tensor
 from .segmentation import BACKGROUND_LABEL, object_masks_by_color, segment_by_palette
 from .vocabulary import BACKGROUNDS, COLORS, FACTOR_VALUES, SHAPES, SIZES, vocabulary
@@ -17,6 +17,7 @@ __all__ = [
     "SIZES",
     "Scene",
     "SceneObject",
+    "WordRole",
     "is_held_out",
     "make_caption",
     "object_masks_by_color",
@@ -27,4 +28,5 @@ __all__ = [
     "scenes_to_tensor",
     "segment_by_palette",
     "vocabulary",
+    "word_roles",
 ]

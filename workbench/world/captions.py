@@ -87,3 +87,34 @@ def parse_caption(caption: str) -> CaptionFactors:
     if pos != len(words):
         raise CaptionError(f"caption {caption!r} has extra words after 'background': {words[pos:]}")
     return CaptionFactors(tuple(objects), background)
+
+
+@dataclass(frozen=True)
+class WordRole:
+    """What one caption word names: a factor of an object (its index in mention order) or the
+    background (obj None)."""
+
+    word: str
+    role: str  # "size", "color", "shape" or "background"
+    obj: int | None
+
+
+def word_roles(caption: str) -> list[WordRole | None]:
+    """Each word of a caption, in order, with what it names (None for grammar words).
+
+    Raises:
+        CaptionError: as `parse_caption`.
+    """
+    parse_caption(caption)  # the grammar holds, so each object's words follow its "a"
+    factor_of = {w: "size" for w in SIZES} | {w: "color" for w in COLORS} | {w: "shape" for w in SHAPES}
+    roles: list[WordRole | None] = []
+    obj = 0
+    for word in caption.lower().split():
+        obj += word == "and"
+        if word in BACKGROUNDS:
+            roles.append(WordRole(word, "background", None))
+        elif word in factor_of:
+            roles.append(WordRole(word, factor_of[word], obj))
+        else:
+            roles.append(None)
+    return roles
