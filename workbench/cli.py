@@ -52,6 +52,7 @@ def _train_encoder(args: argparse.Namespace) -> None:
     cfg = EncoderTrainingConfig(
         steps=args.steps, batch_size=args.batch_size, seed=args.seed, split_fraction=args.split_fraction,
         adversary_weight=args.adversary_weight, distill_weight=args.distill_weight,
+        identity_weight=args.identity_weight,
     )
     path = train_word_encoder(args.out, cfg, pipeline=args.pipeline, export_to=args.export_to)
     print(f"encoder written to {path.resolve()}")
@@ -110,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="weight of the loss confusing probes that read the object from w1..wk and the background from w0 (0: none; try 0.001)")
     encoder.add_argument("--distill-weight", type=float, default=0.0,
                          help="weight of matching the frozen model's noise prediction from each scene's caption (0: none; try 1)")
+    encoder.add_argument("--identity-weight", type=float, default=0.0,
+                         help="weight of the classifier's agreement between the input and the predicted clean image (0: none)")
     encoder.add_argument("--export-to", default=None, help="where to write the encoder (default: OUT/encoder)")
     encoder.set_defaults(run=_train_encoder)
     return parser

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -18,6 +19,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModel
 
 from ..files import atomic_path
 from .elite import GlobalMapping
+from .image_input import ImageLike, encoder_pixels
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,12 @@ class WordEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.mapping(self.features(images))
+
+    @torch.no_grad()
+    def encode(self, images: Sequence[ImageLike] | ImageLike | torch.Tensor) -> torch.Tensor:
+        """Words (batch, n_words, text_width) for a user's images: PIL images or files of any
+        mode and size, arrays or tensors, converted as `image_input.encoder_pixels` says."""
+        return self(encoder_pixels(images, self.config.image_size))
 
     def save_pretrained(self, folder: str | Path) -> None:
         """config.json + model.safetensors, written atomically."""

@@ -28,12 +28,14 @@ import torch
 from tqdm.auto import tqdm
 
 from ..models.elite import injected_words
-from ..models.loading import load_pipeline
+from ..models.classifier import ShapesClassifier
+from ..models.loading import embedded_path, load_pipeline
 from ..models.word_encoder import WordEncoder, WordEncoderConfig
 from ..world.render import background_image
 from ..world.scenes import images_to_tensor, sample_scene, scenes_to_tensor
 from .checkpoint import load_state, save_state
 from .denoising import noised, weighted_error
+from .identity import identity_loss
 from .role_adversary import RoleAdversary
 
 
@@ -62,6 +64,9 @@ class EncoderTrainingConfig:
     # without the noise target's variance. Tried because the encoder redraws shape at chance;
     # on ShapesWorld it did not change that (README, Measurements).
     distill_weight: float = 0.0
+    # Weight of the classifier identity loss on the predicted clean image for the samples that
+    # keep every word (identity.py; 0: none).
+    identity_weight: float = 0.0
 
 
 def word_roles(scenes, n_words: int, split_fraction: float, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -112,7 +117,7 @@ def train_word_encoder(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     export_to = Path(export_to) if export_to else out / "encoder"
-    for name in ("adversary_weight", "distill_weight"):
+    for name in ("adversary_weight", "distill_weight", "identity_weight"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"{name} must be >= 0 (0: off), got {getattr(cfg, name)}")
     pipe = load_pipeline(pipeline)
@@ -120,6 +125,7 @@ def train_word_encoder(
         module.requires_grad_(False)
     if cfg.template.count(cfg.placeholder) != 1:
         raise ValueError(f"template {cfg.template!r} must contain the placeholder {cfg.placeholder!r} once")
+    classifier = ShapesClassifier.from_pretrained(embedded_path("shapes-classifier")).requires_grad_(False) if cfg.identity_weight > 0 else None
     encoder_config = encoder_config or WordEncoderConfig(text_width=pipe.text_encoder.config.hidden_size, image_size=pipe.unet.config.sample_size)
     torch.manual_seed(cfg.seed)
     encoder = WordEncoder(encoder_config)
@@ -159,6 +165,11 @@ def train_word_encoder(
             distill = caption_distillation(pipe, scenes, noisy, timesteps, predicted, keep, cfg.min_snr_gamma)
             record["distill"] = distill.item()
             loss = loss + cfg.distill_weight * distill
+        if classifier:
+            whole = keep.flatten(1).all(dim=1).float()
+            identity = identity_loss(classifier, pipe.scheduler, targets, noisy, predicted, timesteps, whole)
+            record["identity"] = identity.item()
+            loss = loss + cfg.identity_weight * identity
         if adversary:
             probe_loss, confusion = adversary.losses(raw, scenes)
             record.update(probe_loss=probe_loss.item(), confusion=confusion.item())
