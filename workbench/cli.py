@@ -58,6 +58,14 @@ def _train_encoder(args: argparse.Namespace) -> None:
     print(f"encoder written to {path.resolve()}")
 
 
+def _train_local(args: argparse.Namespace) -> None:
+    from .training.local_mapping import LocalTrainingConfig, train_local_mapping
+
+    cfg = LocalTrainingConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed, strength=args.strength)
+    path = train_local_mapping(args.out, cfg, encoder=args.encoder, pipeline=args.pipeline)
+    print(f"local mapping written to {path.resolve()}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description="Concept analysis for text-to-image diffusion models.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -115,6 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
                          help="weight of the classifier's agreement between the input and the predicted clean image (0: none)")
     encoder.add_argument("--export-to", default=None, help="where to write the encoder (default: OUT/encoder)")
     encoder.set_defaults(run=_train_encoder)
+    local = world_commands.add_parser("train-local", help="train ELITE's local mapping for a word encoder (both models frozen)")
+    local.add_argument("--out", required=True, help="training folder (checkpoint, log, local_mapper.pt)")
+    local.add_argument("--encoder", default="shapes", help="the frozen word encoder (name or folder)")
+    local.add_argument("--pipeline", default="shapes", help="the frozen text-to-image pipeline (name or folder)")
+    local.add_argument("--steps", type=int, default=1000)
+    local.add_argument("--batch-size", type=int, default=32)
+    local.add_argument("--seed", type=int, default=0)
+    local.add_argument("--strength", type=float, default=1.0, help="lambda, the weight of the local attention term")
+    local.set_defaults(run=_train_local)
     return parser
 
 

@@ -45,6 +45,24 @@ class LocalMapping(nn.Module):
         return torch.stack(per_layer).mean(dim=0)
 
 
+def patch_mask(masks: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """(batch, y, x) object masks -> (batch, patches, 1): 1 where a patch holds any object pixel,
+    patches in the vision model's row-major order."""
+    pooled = F.max_pool2d(masks[:, None].float(), patch_size)
+    return pooled.flatten(1)[..., None]
+
+
+def local_tokens(encoder, mapper: LocalMapping, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Local tokens (batch, patches, text width) of the object's patches, as ELITE masks the
+    image with the object's segmentation: other patches' features are zeroed before the mapping.
+    `encoder` gives hierarchical features (`features(images)`, CLS first) and `config.patch_size`,
+    as `WordEncoder` does; images in [0, 1], masks (batch, y, x)."""
+    with torch.no_grad():
+        features = encoder.features(images)
+    keep = patch_mask(masks, encoder.config.patch_size)
+    return mapper([torch.cat([f[:, :1], f[:, 1:] * keep], dim=1) for f in features])
+
+
 def load_local_mapper(path: str | Path, unet: nn.Module, input_dim: int, output_dim: int, hidden: int = 1024) -> tuple[LocalMapping, dict[str, tuple[nn.Linear, nn.Linear]]]:
     """Read an ELITE `local_mapper.pt`: the mapping network and, per cross-attention layer path,
     its local key/value projections.
