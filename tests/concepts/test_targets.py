@@ -1,7 +1,8 @@
 import pytest
 import torch
+from diffusers import DDPMScheduler
 
-from workbench.concepts.targets import TargetModel, classifier_logit, gradients_at, layer_gradients
+from workbench.concepts.targets import TargetModel, classifier_logit, gradients_at, layer_gradients, x0_hat
 from workbench.models.classifier import ShapesClassifier
 from workbench.world.scenes import scenes_to_tensor
 from workbench.world import sample_scenes
@@ -111,3 +112,15 @@ def test_target_model_is_the_target_and_its_pooled_layers_are_ours(setup):
         TargetModel(pipe, classifier, "color", pooled=["text_encoder.encoder"])
     with pytest.raises(ValueError, match="no head 'texture'"):
         TargetModel(pipe, classifier, "texture")
+
+
+def test_x0_hat_inverts_the_noising_known_answer():
+    scheduler = DDPMScheduler(num_train_timesteps=1000)
+    images = torch.rand(4, 3, 8, 8) * 2 - 1
+    noise = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([0, 250, 600, 900])
+    noisy = scheduler.add_noise(images, noise, t)
+    assert torch.allclose(x0_hat(scheduler, noisy, noise, t), images, atol=1e-3)
+    # a noise estimate off by d moves the estimate by -d sqrt(1 - a) / sqrt(a)
+    a = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
+    assert torch.allclose(x0_hat(scheduler, noisy, noise + 0.01, t), images - 0.01 * (1 - a).sqrt() / a.sqrt(), atol=1e-3)

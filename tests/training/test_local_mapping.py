@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from workbench.models.elite_local import load_local_mapper, patch_mask
+from workbench.models.elite_local import LocalMapping, load_local_mapper, local_tokens, patch_mask
 from workbench.models.loading import load_pipeline
 from workbench.models.word_encoder import WordEncoder
 from workbench.training.checkpoint import load_state
@@ -17,6 +17,20 @@ def test_patch_mask_marks_patches_holding_any_object_pixel():
     masks[0, 0, 5] = True  # row 0, column 5: patch (0, 1) of a 2x2 grid of 4x4 patches
     masks[0, 7, 0] = True  # patch (1, 0)
     assert patch_mask(masks, 4)[0, :, 0].tolist() == [0.0, 1.0, 1.0, 0.0]
+
+
+def test_local_tokens_see_only_the_objects_patches():
+    torch.manual_seed(0)
+    mapper = LocalMapping(4, 6, n_layers=2, hidden=8)
+    features = [torch.randn(1, 5, 4) for _ in range(2)]  # CLS + a 2x2 grid of patches
+    masks = torch.zeros(1, 8, 8, dtype=torch.bool)
+    masks[0, 1, 1] = True  # only patch 0 holds the object
+    tokens = local_tokens(mapper, features, masks, patch_size=4)
+    assert tokens.shape == (1, 4, 6)
+    changed = [torch.cat([f[:, :2], torch.randn(1, 3, 4)], dim=1) for f in features]  # other patches differ
+    assert torch.allclose(local_tokens(mapper, changed, masks, patch_size=4), tokens)
+    blank = [torch.cat([f[:, :1], torch.zeros(1, 4, 4)], dim=1) for f in features]
+    assert torch.allclose(tokens[:, 1:], mapper(blank)[:, 1:])
 
 
 def test_training_writes_elites_layout_moves_it_and_resumes(tmp_path):

@@ -106,9 +106,10 @@ def test_caption_distillation_scores_whole_samples_against_the_models_caption_pr
     assert torch.allclose(off, snr[:2].sum() / 4, atol=1e-5)
 
 
-def test_training_with_distillation_logs_it_and_refuses_a_negative_weight(tmp_path):
-    train_word_encoder(tmp_path, EncoderTrainingConfig(steps=1, batch_size=2, checkpoint_every=1, distill_weight=1.0), SMALL)
+@pytest.mark.parametrize("weight, value, logged", [("distill_weight", 1.0, "distill"), ("identity_weight", 0.01, "identity")])
+def test_training_with_an_extra_loss_logs_it_and_refuses_a_negative_weight(tmp_path, weight, value, logged):
+    train_word_encoder(tmp_path, EncoderTrainingConfig(steps=1, batch_size=2, checkpoint_every=1, **{weight: value}), SMALL)
     last = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])
-    assert last["distill"] >= 0 and last["loss"] > 0
-    with pytest.raises(ValueError, match="distill_weight"):
-        train_word_encoder(tmp_path / "bad", EncoderTrainingConfig(steps=1, batch_size=2, distill_weight=-1.0), SMALL)
+    assert last[logged] >= 0 and last["loss"] > 0
+    with pytest.raises(ValueError, match=weight):
+        train_word_encoder(tmp_path / "bad", EncoderTrainingConfig(steps=1, batch_size=2, **{weight: -1.0}), SMALL)

@@ -52,14 +52,16 @@ def patch_mask(masks: torch.Tensor, patch_size: int) -> torch.Tensor:
     return pooled.flatten(1)[..., None]
 
 
-def local_tokens(encoder, mapper: LocalMapping, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+def local_tokens(mapper: LocalMapping, features: Sequence[torch.Tensor], masks: torch.Tensor, patch_size: int) -> torch.Tensor:
     """Local tokens (batch, patches, text width) of the object's patches, as ELITE masks the
     image with the object's segmentation: other patches' features are zeroed before the mapping.
-    `encoder` gives hierarchical features (`features(images)`, CLS first) and `config.patch_size`,
-    as `WordEncoder` does; images in [0, 1], masks (batch, y, x)."""
-    with torch.no_grad():
-        features = encoder.features(images)
-    keep = patch_mask(masks, encoder.config.patch_size)
+
+    Args:
+        features: per layer (batch, 1 + patches, width), CLS first (`WordEncoder.features`).
+        masks: (batch, y, x) object masks of the encoded images.
+        patch_size: the image encoder's patch side in pixels.
+    """
+    keep = patch_mask(masks, patch_size)
     return mapper([torch.cat([f[:, :1], f[:, 1:] * keep], dim=1) for f in features])
 
 

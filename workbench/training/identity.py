@@ -15,13 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..concepts.targets import x0_hat
 from ..models.classifier import ShapesClassifier
-
-
-def predicted_clean(scheduler, noisy: torch.Tensor, predicted_noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-    """The clean image implied by an epsilon prediction, in [-1, 1]."""
-    alphas = scheduler.alphas_cumprod.to(noisy.device)[timesteps].view(-1, 1, 1, 1)
-    return ((noisy - (1 - alphas).sqrt() * predicted_noise) / alphas.sqrt()).clamp(-1, 1)
 
 
 def identity_loss(
@@ -39,7 +34,7 @@ def identity_loss(
     """
     with torch.no_grad():
         wanted = classifier((targets + 1) / 2).logits
-    drawn = classifier((predicted_clean(scheduler, noisy, predicted_noise, timesteps) + 1) / 2).logits
+    drawn = classifier((x0_hat(scheduler, noisy, predicted_noise, timesteps).clamp(-1, 1) + 1) / 2).logits
     per_sample = sum(
         F.kl_div(F.log_softmax(drawn[head], dim=1), F.log_softmax(wanted[head], dim=1), log_target=True, reduction="none").sum(dim=1)
         for head in wanted

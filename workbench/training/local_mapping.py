@@ -87,18 +87,18 @@ def train_local_mapping(
     word_encoder = load_word_encoder(encoder).requires_grad_(False)
     for module in (pipe.unet, pipe.text_encoder):
         module.requires_grad_(False)
-    torch.manual_seed(cfg.seed)
-    mapper, projections = new_local_mapper(word_encoder, pipe.unet, cfg.hidden)
+    checkpoint = out / "checkpoint.pt"
+    state = load_state(checkpoint) if checkpoint.exists() else None
+    if state:
+        config = word_encoder.config
+        mapper, projections = load_local_mapper(out / MAPPER_FILE, pipe.unet, config.width, config.text_width, cfg.hidden)
+    else:
+        torch.manual_seed(cfg.seed)
+        mapper, projections = new_local_mapper(word_encoder, pipe.unet, cfg.hidden)
     parameters = list(mapper.parameters()) + [p for pair in projections.values() for linear in pair for p in linear.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=cfg.learning_rate)
-    start, checkpoint = 0, out / "checkpoint.pt"
-    if checkpoint.exists():
-        state = load_state(checkpoint)
-        loaded, loaded_projections = load_local_mapper(out / MAPPER_FILE, pipe.unet, word_encoder.config.width, word_encoder.config.text_width, cfg.hidden)
-        mapper.load_state_dict(loaded.state_dict())
-        for path, pair in projections.items():
-            for linear, saved in zip(pair, loaded_projections[path]):
-                linear.weight.data.copy_(saved.weight.data)
+    start = 0
+    if state:
         optimizer.load_state_dict(state["optimizer"])
         start = int(state["step"])
     (out / "config.json").write_text(json.dumps({"training": asdict(cfg), "encoder": str(encoder), "pipeline": pipeline}, indent=1))
@@ -110,8 +110,9 @@ def train_local_mapping(
         images = scenes_to_tensor(scenes)
         masks = torch.from_numpy(np.stack([s.object_masks.any(axis=0) for s in scenes]))
         with torch.no_grad():
-            words = word_encoder((images + 1) / 2)
-        tokens = local_tokens(word_encoder, mapper, (images + 1) / 2, masks)
+            features = word_encoder.features((images + 1) / 2)
+            words = word_encoder.mapping(features)
+        tokens = local_tokens(mapper, features, masks, word_encoder.config.patch_size)
         with injected_words(pipe, words, cfg.placeholder), local_mapping(pipe, projections, tokens, cfg.placeholder, cfg.strength):
             context = pipe.text_encoder(pipe.tokenize([cfg.template] * len(scenes)))[0]
             generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
