@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 
 from workbench.cli import main
@@ -45,3 +46,11 @@ def test_bad_arguments_give_one_clear_line(tmp_path, capsys):
 def test_console_script_help_runs():
     out = subprocess.run([sys.executable, "-m", "workbench.cli", "world", "train", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--out" in out.stdout
+
+
+def test_train_widths_must_be_three_multiples_of_eight(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["world", "train", "--out", str(tmp_path / "run"), "--widths", "32,64"])
+    assert exit_.value.code == 2
+    assert "--widths: expected three positive multiples of 8 separated by commas (e.g. 32,64,128), got '32,64'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

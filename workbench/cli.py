@@ -28,14 +28,16 @@ def _dashboard(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
+    from .models.shapes_pipeline import ShapesModelConfig
     from .training.diffusion import DiffusionTrainingConfig, train_diffusion
 
+    model = ShapesModelConfig(block_out_channels=args.widths) if args.widths else None
     cfg = DiffusionTrainingConfig(
         steps=args.steps, batch_size=args.batch_size, seed=args.seed, anneal_from=args.anneal_from,
         learning_rate=args.learning_rate, two_object_fraction=args.two_object_fraction,
         grounding_weight=args.grounding_weight,
     )
-    path = train_diffusion(args.out, cfg, export_to=args.export_to)
+    path = train_diffusion(args.out, cfg, model, export_to=args.export_to)
     print(f"pipeline written to {path.resolve()}")
 
 
@@ -64,6 +66,16 @@ def _train_local(args: argparse.Namespace) -> None:
     cfg = LocalTrainingConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed, strength=args.strength)
     path = train_local_mapping(args.out, cfg, encoder=args.encoder, pipeline=args.pipeline)
     print(f"local mapping written to {path.resolve()}")
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        widths = ()
+    if len(widths) != 3 or any(w <= 0 or w % 8 for w in widths):
+        raise argparse.ArgumentTypeError(f"expected three positive multiples of 8 separated by commas (e.g. 32,64,128), got {text!r}")
+    return widths
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--two-object-fraction", type=float, default=0.5, help="share of two-object scenes per batch")
     train.add_argument("--grounding-weight", type=float, default=0.0,
                        help="weight of the token grounding loss: each object word's attention pulled onto its object")
+    train.add_argument("--widths", type=_widths, default=None,
+                       help="the UNet's channels per resolution, e.g. 32,64,128 (default 32,64,64; a resumed run keeps its own)")
     train.add_argument("--export-to", default=None, help="where to write the pipeline (default: OUT/pipeline)")
     train.set_defaults(run=_train)
     classifier = world_commands.add_parser("train-classifier", help="train the ShapesWorld classifier")

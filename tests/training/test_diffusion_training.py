@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from workbench.models.loading import load_pipeline
+from workbench.models.shapes_pipeline import ShapesModelConfig
 from workbench.training.checkpoint import load_state
 from workbench.training.denoising import min_snr_weights
 from workbench.training.diffusion import DiffusionTrainingConfig, draw_batch, train_diffusion
@@ -30,13 +31,22 @@ def test_resumed_training_equals_uninterrupted_training(tmp_path):
     resumed = tmp_path / "resumed"
     train_diffusion(resumed, DiffusionTrainingConfig(**{**CFG.__dict__, "steps": 2}), TINY_CONFIG)
     assert load_state(resumed / "checkpoint.pt")["step"] == 2
-    train_diffusion(resumed, CFG, TINY_CONFIG)
+    train_diffusion(resumed, CFG)  # a resumed run keeps the sizes it started with
     a, b = load_state(straight / "checkpoint.pt"), load_state(resumed / "checkpoint.pt")
     assert a["step"] == b["step"] == 3
     for key in a["unet"]:
         assert torch.equal(a["unet"][key], b["unet"][key]), key
     log = [json.loads(line) for line in (resumed / "log.jsonl").read_text().splitlines()]
     assert [row["step"] for row in log] == [1, 2, 3]
+
+
+def test_a_run_cannot_resume_with_other_model_sizes(tmp_path):
+    train_diffusion(tmp_path, DiffusionTrainingConfig(**{**CFG.__dict__, "steps": 2}), TINY_CONFIG)
+    wider = ShapesModelConfig.from_dict({**TINY_CONFIG.to_dict(), "block_out_channels": [8, 16, 32]})
+    with pytest.raises(ValueError, match="cannot resume") as error:
+        train_diffusion(tmp_path, CFG, wider)
+    assert "[8, 16, 32]" not in str(error.value) and "(8, 16, 32)" in str(error.value)
+    assert load_state(tmp_path / "checkpoint.pt")["step"] == 2
 
 
 def test_exported_pipeline_loads_and_holds_the_ema_weights(tmp_path):

@@ -50,6 +50,11 @@ class ShapesModelConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: dict) -> "ShapesModelConfig":
+        """The inverse of `to_dict` (JSON turns the tuples into lists)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
 
 def build_components(config: ShapesModelConfig, seed: int = 0) -> dict:
     """Fresh, randomly initialised components of a ShapesPipeline (seeded)."""

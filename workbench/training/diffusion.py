@@ -77,20 +77,36 @@ def export_pipeline(unet, text_encoder, tokenizer, scheduler, target: Path) -> N
         pipe.save_pretrained(tmp, safe_serialization=True)
 
 
+def _model_config(out: Path, requested: ShapesModelConfig | None) -> ShapesModelConfig:
+    """The sizes to train: those of the run in `out` if it has started, else `requested`."""
+    stored = out / "config.json"
+    if not (out / "checkpoint.pt").exists() or not stored.exists():
+        return requested or ShapesModelConfig()
+    started = ShapesModelConfig.from_dict(json.loads(stored.read_text())["model"])
+    if requested is not None and requested != started:
+        raise ValueError(
+            f"{out} holds a run of model sizes {started.to_dict()}; it cannot resume with {requested.to_dict()} "
+            "(choose a new --out for other sizes)"
+        )
+    return started
+
+
 def train_diffusion(
     out: str | Path,
     cfg: DiffusionTrainingConfig = DiffusionTrainingConfig(),
-    model: ShapesModelConfig = ShapesModelConfig(),
+    model: ShapesModelConfig | None = None,
     export_to: str | Path | None = None,
 ) -> Path:
     """Train (or resume) and export the EMA pipeline; returns the exported folder.
 
     Writes into `out`: checkpoint.pt (resumable state), log.jsonl (losses per step) and
-    pipeline/ (or `export_to`), each replaced atomically at every checkpoint.
+    pipeline/ (or `export_to`), each replaced atomically at every checkpoint. `model` sizes a
+    fresh run (default: ShapesModelConfig()); a resumed run keeps the sizes it started with.
     """
     if cfg.grounding_weight < 0:
         raise ValueError(f"grounding_weight must be >= 0 (0: off), got {cfg.grounding_weight}")
     out = Path(out)
+    model = _model_config(out, model)
     out.mkdir(parents=True, exist_ok=True)
     export_to = Path(export_to) if export_to else out / "pipeline"
     parts = build_components(model, seed=cfg.seed)
