@@ -35,7 +35,7 @@ def _train(args: argparse.Namespace) -> None:
     cfg = DiffusionTrainingConfig(
         steps=args.steps, batch_size=args.batch_size, seed=args.seed, anneal_from=args.anneal_from,
         learning_rate=args.learning_rate, two_object_fraction=args.two_object_fraction,
-        grounding_weight=args.grounding_weight,
+        grounding_weight=args.grounding_weight, binding_weight=args.binding_weight,
     )
     path = train_diffusion(args.out, cfg, model, export_to=args.export_to)
     print(f"pipeline written to {path.resolve()}")
@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--two-object-fraction", type=float, default=0.5, help="share of two-object scenes per batch")
     train.add_argument("--grounding-weight", type=float, default=0.0,
                        help="weight of the token grounding loss: each object word's attention pulled onto its object")
+    train.add_argument("--binding-weight", type=float, default=0.0,
+                       help="weight of the loss telling each two-object caption from its shape-swapped twin (0: off)")
     train.add_argument("--widths", type=_widths, default=None,
                        help="the UNet's channels per resolution, e.g. 32,64,128 (default 32,64,64; a resumed run keeps its own)")
     train.add_argument("--export-to", default=None, help="where to write the pipeline (default: OUT/pipeline)")

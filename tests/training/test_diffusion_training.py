@@ -95,3 +95,19 @@ def test_grounding_loss_is_logged_and_trains_the_attention(tmp_path):
     with pytest.raises(ValueError, match="grounding_weight must be >= 0"):
         train_diffusion(tmp_path / "bad", DiffusionTrainingConfig(grounding_weight=-1.0), TINY_CONFIG)
     assert not (tmp_path / "bad").exists()
+
+
+def test_binding_loss_is_logged_and_changes_training(tmp_path):
+    cfg = DiffusionTrainingConfig(steps=2, batch_size=8, warmup_steps=1, two_object_fraction=1.0, caption_dropout=0.0, binding_weight=1.0)
+    train_diffusion(tmp_path, cfg, TINY_CONFIG)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert all(0 < row["binding"] < 5 for row in log)
+    plain = tmp_path / "plain"
+    train_diffusion(plain, DiffusionTrainingConfig(**{**cfg.__dict__, "binding_weight": 0.0}), TINY_CONFIG)
+    assert "binding" not in json.loads((plain / "log.jsonl").read_text().splitlines()[0])
+    key = "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight"
+    assert not torch.equal(load_state(tmp_path / "checkpoint.pt")["unet"][key], load_state(plain / "checkpoint.pt")["unet"][key])
+    for bad, message in (({"binding_weight": -1.0}, "binding_weight must be >= 0"), ({"binding_temperature": 0.0}, "binding_temperature must be > 0")):
+        with pytest.raises(ValueError, match=message):
+            train_diffusion(tmp_path / "bad", DiffusionTrainingConfig(**bad), TINY_CONFIG)
+    assert not (tmp_path / "bad").exists()

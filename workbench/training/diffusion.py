@@ -24,7 +24,8 @@ from ..capture.processor import capturing
 from ..world.scenes import Scene, sample_scene, scenes_to_tensor
 from ..files import atomic_path
 from .checkpoint import load_state, save_state
-from .denoising import denoising_loss
+from .binding import binding_loss, binding_pairs
+from .denoising import noised, weighted_error
 from .grounding import grounding_loss, grounding_targets
 
 
@@ -42,6 +43,10 @@ class DiffusionTrainingConfig:
     seed: int = 0
     # Weight of the token grounding loss (training/grounding.py); 0 trains without it.
     grounding_weight: float = 0.0
+    # Weight of the binding loss (training/binding.py: the caption against its shape-swapped
+    # twin on two-object scenes); 0 trains without it.
+    binding_weight: float = 0.0
+    binding_temperature: float = 0.1
     # Linear decay of the learning rate to 0 from this step to `steps` (None: constant);
     # annealing at the end of a run lowers the loss well below its constant-rate plateau.
     anneal_from: int | None = None
@@ -103,8 +108,11 @@ def train_diffusion(
     pipeline/ (or `export_to`), each replaced atomically at every checkpoint. `model` sizes a
     fresh run (default: ShapesModelConfig()); a resumed run keeps the sizes it started with.
     """
-    if cfg.grounding_weight < 0:
-        raise ValueError(f"grounding_weight must be >= 0 (0: off), got {cfg.grounding_weight}")
+    for name in ("grounding_weight", "binding_weight"):
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"{name} must be >= 0 (0: off), got {getattr(cfg, name)}")
+    if cfg.binding_temperature <= 0:
+        raise ValueError(f"binding_temperature must be > 0, got {cfg.binding_temperature}")
     out = Path(out)
     model = _model_config(out, model)
     out.mkdir(parents=True, exist_ok=True)
@@ -141,6 +149,9 @@ def train_diffusion(
         )
         export_pipeline(ema_unet, ema_text, tokenizer, scheduler, export_to)
 
+    def tokenize(captions: list[str]) -> torch.Tensor:
+        return tokenizer(captions, padding="max_length", max_length=model.max_length, truncation=True, return_tensors="pt").input_ids
+
     unet.train()
     text_encoder.train()
     # Cross-attention probabilities of each step, kept with their graph for the grounding loss.
@@ -152,17 +163,26 @@ def train_diffusion(
     with capturing(unet, grounded_layers, lambda batch: slice(None), lambda layer, p: probabilities.append(p)):
         for step in bar:
             scenes, captions = draw_batch(step, cfg, model.image_size)
-            ids = tokenizer(captions, padding="max_length", max_length=model.max_length, truncation=True, return_tensors="pt").input_ids
-            context = text_encoder(ids)[0]
+            context = text_encoder(tokenize(captions))[0]
             generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
             probabilities.clear()
-            denoising = denoising_loss(unet, scheduler, scenes_to_tensor(scenes), context, generator, cfg.min_snr_gamma)
+            noisy, noise, timesteps = noised(scheduler, scenes_to_tensor(scenes), generator)
+            predicted = unet(noisy, timesteps, encoder_hidden_states=context).sample
+            denoising = weighted_error(predicted, noise, scheduler, timesteps, cfg.min_snr_gamma)
             row = {"step": step + 1, "loss": denoising.item()}
             loss = denoising
             if grounded_layers:
                 grounding = grounding_loss(probabilities, *grounding_targets(scenes, captions, model.max_length))
-                loss = denoising + cfg.grounding_weight * grounding
+                loss = loss + cfg.grounding_weight * grounding
                 row["grounding"] = grounding.item()
+            if cfg.binding_weight > 0:
+                chosen, swapped = binding_pairs(captions, timesteps)
+                if len(chosen):
+                    swapped_context = text_encoder(tokenize(swapped))[0]
+                    predicted_swapped = unet(noisy[chosen], timesteps[chosen], encoder_hidden_states=swapped_context).sample
+                    binding = binding_loss(predicted[chosen], predicted_swapped, noise[chosen], cfg.binding_temperature)
+                    loss = loss + cfg.binding_weight * binding
+                    row["binding"] = binding.item()
 
             for group in optimizer.param_groups:
                 group["lr"] = cfg.learning_rate_at(step)
