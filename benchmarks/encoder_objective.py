@@ -25,7 +25,7 @@ import workbench
 from workbench.files import atomic_path
 from workbench.models.elite import injected_words
 from workbench.models.loading import load_pipeline
-from workbench.training.denoising import min_snr_weights, noised
+from workbench.training.denoising import noised, weighted_error
 from workbench.training.word_encoder import EncoderTrainingConfig
 from workbench.world.captions import ObjectWords
 from workbench.world.scenes import sample_scene, scenes_to_tensor
@@ -52,7 +52,8 @@ def losses(pipe, noisy, noise, timesteps, context, gamma: float, batch: int = 12
     ])
     per_sample = ((predicted - noise) ** 2).mean(dim=(1, 2, 3))
     by_bin = {f"{a}-{b}": float(per_sample[(timesteps >= a) & (timesteps < b)].mean()) for a, b in zip(BINS, BINS[1:])}
-    weighted = float((per_sample * min_snr_weights(pipe.scheduler, timesteps, gamma)).mean())
+    # the encoder trainer's own loss, so the figures are what its training minimises
+    weighted = float(weighted_error(predicted, noise, pipe.scheduler, timesteps, gamma))
     return {"min_snr_loss": weighted, "loss_by_timestep": by_bin}
 
 
