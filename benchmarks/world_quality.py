@@ -52,6 +52,11 @@ def swapped_share(frame) -> float:
     return float((wrong.shape_predicted == wrong.other_shape).mean()) if len(wrong) else float("nan")
 
 
+def object_counts(text: str) -> tuple[int, ...]:
+    """`--objects`: comma-separated object counts, e.g. "1,2" (argparse names the bad value)."""
+    return tuple(int(n) for n in text.split(","))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=256, help="generations (held-out captions)")
@@ -59,12 +64,11 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE_SCALE)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pipeline", default="shapes")
-    parser.add_argument("--objects", default="1,2", help="object counts to sample, comma-separated (2: two-object scenes only)")
+    parser.add_argument("--objects", type=object_counts, default=(1, 2), help="object counts to sample, comma-separated (2: two-object scenes only)")
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
 
-    n_objects = tuple(int(n) for n in args.objects.split(","))
-    scenes = sample_scenes(args.n, seed=args.seed, split="test", n_objects=n_objects)
+    scenes = sample_scenes(args.n, seed=args.seed, split="test", n_objects=args.objects)
     captions = [s.caption for s in scenes]
     classifier = ShapesClassifier.from_pretrained(embedded_path("shapes-classifier"))
     pipe = load_pipeline(args.pipeline)
