@@ -103,19 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
     world_commands = world.add_subparsers(dest="world_command", required=True)
     train = world_commands.add_parser("train", help="train (or resume) the text-to-image model")
     train.add_argument("--out", required=True, help="training folder (checkpoint, log, pipeline/)")
-    train.add_argument("--steps", type=int, default=20000)
+    train.add_argument("--steps", type=int, default=6000)
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--anneal-from", type=int, default=None, help="decay the learning rate linearly to 0 from this step to --steps")
+    train.add_argument("--anneal-from", type=int, default=4000, help="decay the learning rate linearly to 0 from this step to --steps")
     train.add_argument("--learning-rate", type=float, default=1e-3,
                        help="peak rate; resuming a finished (annealed) run with a higher rate starts a new phase")
-    train.add_argument("--two-object-fraction", type=float, default=0.5, help="share of two-object scenes per batch")
+    train.add_argument("--two-object-fraction", type=float, default=0.7, help="share of two-object scenes per batch")
     train.add_argument("--grounding-weight", type=float, default=0.0,
                        help="weight of the token grounding loss: each object word's attention pulled onto its object")
     train.add_argument("--binding-weight", type=float, default=0.0,
                        help="weight of the loss telling each two-object caption from its shape-swapped twin (0: off)")
     train.add_argument("--widths", type=_widths, default=None,
-                       help="the UNet's channels per resolution, e.g. 32,64,128 (default 32,64,64; a resumed run keeps its own)")
+                       help="the UNet's channels per resolution, e.g. 32,64,64 (default 32,64,128; a resumed run keeps its own)")
     train.add_argument("--export-to", default=None, help="where to write the pipeline (default: OUT/pipeline)")
     train.set_defaults(run=_train)
     classifier = world_commands.add_parser("train-classifier", help="train the ShapesWorld classifier")

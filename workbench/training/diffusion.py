@@ -31,12 +31,14 @@ from .grounding import grounding_loss, grounding_targets
 
 @dataclass(frozen=True)
 class DiffusionTrainingConfig:
-    steps: int = 20000
+    """The defaults are the recipe of the embedded model (`data/shapes`)."""
+
+    steps: int = 6000
     batch_size: int = 32
     learning_rate: float = 1e-3
     warmup_steps: int = 200
     caption_dropout: float = 0.1
-    two_object_fraction: float = 0.5
+    two_object_fraction: float = 0.7
     ema_decay: float = 0.999
     min_snr_gamma: float = 5.0
     checkpoint_every: int = 250
@@ -49,7 +51,7 @@ class DiffusionTrainingConfig:
     binding_temperature: float = 0.1
     # Linear decay of the learning rate to 0 from this step to `steps` (None: constant);
     # annealing at the end of a run lowers the loss well below its constant-rate plateau.
-    anneal_from: int | None = None
+    anneal_from: int | None = 4000
 
     def learning_rate_at(self, step: int) -> float:
         """Warm-up, then constant, then (from `anneal_from`) linear decay to zero."""
