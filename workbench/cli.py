@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
+from typing import TypeVar
+
+Config = TypeVar("Config")
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -27,44 +31,39 @@ def _dashboard(args: argparse.Namespace) -> None:
     print(f"dashboard written to {write_run_dashboard(args.run_dir).resolve()}")
 
 
+def _given(config_class: type[Config], args: argparse.Namespace) -> Config:
+    """A trainer's config from the flags given; its dataclass holds the only copy of each default."""
+    given = vars(args)
+    return config_class(**{f.name: given[f.name] for f in fields(config_class) if f.name in given})
+
+
 def _train(args: argparse.Namespace) -> None:
     from .models.shapes_pipeline import ShapesModelConfig
     from .training.diffusion import DiffusionTrainingConfig, train_diffusion
 
     model = ShapesModelConfig(block_out_channels=args.widths) if args.widths else None
-    cfg = DiffusionTrainingConfig(
-        steps=args.steps, batch_size=args.batch_size, seed=args.seed, anneal_from=args.anneal_from,
-        learning_rate=args.learning_rate, two_object_fraction=args.two_object_fraction,
-        grounding_weight=args.grounding_weight, binding_weight=args.binding_weight,
-    )
-    path = train_diffusion(args.out, cfg, model, export_to=args.export_to)
+    path = train_diffusion(args.out, _given(DiffusionTrainingConfig, args), model, export_to=args.export_to)
     print(f"pipeline written to {path.resolve()}")
 
 
 def _train_classifier(args: argparse.Namespace) -> None:
     from .training.classifier import ClassifierTrainingConfig, train_classifier
 
-    train_classifier(args.out, ClassifierTrainingConfig(steps=args.steps, seed=args.seed))
+    train_classifier(args.out, _given(ClassifierTrainingConfig, args))
     print(f"classifier written to {Path(args.out).resolve()}")
 
 
 def _train_encoder(args: argparse.Namespace) -> None:
     from .training.word_encoder import EncoderTrainingConfig, train_word_encoder
 
-    cfg = EncoderTrainingConfig(
-        steps=args.steps, batch_size=args.batch_size, seed=args.seed, split_fraction=args.split_fraction,
-        adversary_weight=args.adversary_weight, distill_weight=args.distill_weight,
-        identity_weight=args.identity_weight,
-    )
-    path = train_word_encoder(args.out, cfg, pipeline=args.pipeline, export_to=args.export_to)
+    path = train_word_encoder(args.out, _given(EncoderTrainingConfig, args), pipeline=args.pipeline, export_to=args.export_to)
     print(f"encoder written to {path.resolve()}")
 
 
 def _train_local(args: argparse.Namespace) -> None:
     from .training.local_mapping import LocalTrainingConfig, train_local_mapping
 
-    cfg = LocalTrainingConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed, strength=args.strength)
-    path = train_local_mapping(args.out, cfg, encoder=args.encoder, pipeline=args.pipeline)
+    path = train_local_mapping(args.out, _given(LocalTrainingConfig, args), encoder=args.encoder, pipeline=args.pipeline)
     print(f"local mapping written to {path.resolve()}")
 
 
@@ -101,52 +100,52 @@ def build_parser() -> argparse.ArgumentParser:
 
     world = commands.add_parser("world", help="train the embedded ShapesWorld models")
     world_commands = world.add_subparsers(dest="world_command", required=True)
-    train = world_commands.add_parser("train", help="train (or resume) the text-to-image model")
+    train = world_commands.add_parser("train", help="train (or resume) the text-to-image model", argument_default=argparse.SUPPRESS)
     train.add_argument("--out", required=True, help="training folder (checkpoint, log, pipeline/)")
-    train.add_argument("--steps", type=int, default=6000)
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--anneal-from", type=int, default=4000, help="decay the learning rate linearly to 0 from this step to --steps")
-    train.add_argument("--learning-rate", type=float, default=1e-3,
+    train.add_argument("--steps", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--seed", type=int)
+    train.add_argument("--anneal-from", type=int, help="decay the learning rate linearly to 0 from this step to --steps")
+    train.add_argument("--learning-rate", type=float,
                        help="peak rate; resuming a finished (annealed) run with a higher rate starts a new phase")
-    train.add_argument("--two-object-fraction", type=float, default=0.7, help="share of two-object scenes per batch")
-    train.add_argument("--grounding-weight", type=float, default=0.0,
+    train.add_argument("--two-object-fraction", type=float, help="share of two-object scenes per batch")
+    train.add_argument("--grounding-weight", type=float,
                        help="weight of the token grounding loss: each object word's attention pulled onto its object")
-    train.add_argument("--binding-weight", type=float, default=0.0,
+    train.add_argument("--binding-weight", type=float,
                        help="weight of the loss telling each two-object caption from its shape-swapped twin (0: off)")
     train.add_argument("--widths", type=_widths, default=None,
                        help="the UNet's channels per resolution, e.g. 32,64,64 (default 32,64,128; a resumed run keeps its own)")
     train.add_argument("--export-to", default=None, help="where to write the pipeline (default: OUT/pipeline)")
     train.set_defaults(run=_train)
-    classifier = world_commands.add_parser("train-classifier", help="train the ShapesWorld classifier")
+    classifier = world_commands.add_parser("train-classifier", help="train the ShapesWorld classifier", argument_default=argparse.SUPPRESS)
     classifier.add_argument("--out", required=True, help="output folder")
-    classifier.add_argument("--steps", type=int, default=1200)
-    classifier.add_argument("--seed", type=int, default=0)
+    classifier.add_argument("--steps", type=int)
+    classifier.add_argument("--seed", type=int)
     classifier.set_defaults(run=_train_classifier)
-    encoder = world_commands.add_parser("train-encoder", help="train the ELITE-style word encoder on a frozen pipeline")
+    encoder = world_commands.add_parser("train-encoder", help="train the ELITE-style word encoder on a frozen pipeline", argument_default=argparse.SUPPRESS)
     encoder.add_argument("--out", required=True, help="training folder (checkpoint, log, encoder/)")
     encoder.add_argument("--pipeline", default="shapes", help="the frozen text-to-image pipeline (name or folder)")
-    encoder.add_argument("--steps", type=int, default=3000)
-    encoder.add_argument("--batch-size", type=int, default=32)
-    encoder.add_argument("--seed", type=int, default=0)
-    encoder.add_argument("--split-fraction", type=float, default=0.5,
+    encoder.add_argument("--steps", type=int)
+    encoder.add_argument("--batch-size", type=int)
+    encoder.add_argument("--seed", type=int)
+    encoder.add_argument("--split-fraction", type=float,
                          help="fraction of samples that keep only w0 (scored on the object) or only w1..wk (on the background)")
-    encoder.add_argument("--adversary-weight", type=float, default=0.0,
+    encoder.add_argument("--adversary-weight", type=float,
                          help="weight of the loss confusing probes that read the object from w1..wk and the background from w0 (0: none; try 0.001)")
-    encoder.add_argument("--distill-weight", type=float, default=0.0,
+    encoder.add_argument("--distill-weight", type=float,
                          help="weight of matching the frozen model's noise prediction from each scene's caption (0: none; try 1)")
-    encoder.add_argument("--identity-weight", type=float, default=0.0,
+    encoder.add_argument("--identity-weight", type=float,
                          help="weight of the classifier's agreement between the input and the predicted clean image (0: none)")
     encoder.add_argument("--export-to", default=None, help="where to write the encoder (default: OUT/encoder)")
     encoder.set_defaults(run=_train_encoder)
-    local = world_commands.add_parser("train-local", help="train ELITE's local mapping for a word encoder (both models frozen)")
+    local = world_commands.add_parser("train-local", help="train ELITE's local mapping for a word encoder (both models frozen)", argument_default=argparse.SUPPRESS)
     local.add_argument("--out", required=True, help="training folder (checkpoint, log, local_mapper.pt)")
     local.add_argument("--encoder", default="shapes", help="the frozen word encoder (name or folder)")
     local.add_argument("--pipeline", default="shapes", help="the frozen text-to-image pipeline (name or folder)")
-    local.add_argument("--steps", type=int, default=1000)
-    local.add_argument("--batch-size", type=int, default=32)
-    local.add_argument("--seed", type=int, default=0)
-    local.add_argument("--strength", type=float, default=1.0, help="lambda, the weight of the local attention term")
+    local.add_argument("--steps", type=int)
+    local.add_argument("--batch-size", type=int)
+    local.add_argument("--seed", type=int)
+    local.add_argument("--strength", type=float, help="lambda, the weight of the local attention term")
     local.set_defaults(run=_train_local)
     return parser
 
