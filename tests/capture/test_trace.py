@@ -98,7 +98,8 @@ def test_guidance_halves_and_steps(tiny_shapes):
     with trace(tiny_shapes, guidance="uncond") as uncond:
         run(tiny_shapes, steps=3)
     a, b = cond.attention_maps(), uncond.attention_maps()
-    assert not torch.allclose(a.word("red"), b.word("red"))
+    assert b.tokens.texts == ["", ""] and not b.tokens.words[0]  # no negative prompt: no words
+    assert not torch.allclose(a.token(3), b.token(3))
     with trace(tiny_shapes, steps=range(1, 3)) as some:
         run(tiny_shapes, steps=3)
     assert some.attention_maps().steps == [1, 2]
@@ -113,7 +114,7 @@ def test_per_step_storage_averages_to_the_streaming_store(tiny_shapes):
     with trace(tiny_shapes, per_step=True, heads="keep") as kept:
         run(tiny_shapes, steps=4)
     s, k = streaming.attention_maps(), kept.attention_maps()
-    assert k.dims == ("prompt", "step", "head", "token", "y", "x")
+    assert k.dims == ("image", "step", "head", "token", "y", "x")
     for path, tensor in k.maps.items():
         assert tensor.shape[1] == 4
         assert torch.allclose(tensor.mean(dim=(1, 2)), s.maps[path], atol=1e-6)

@@ -6,7 +6,12 @@ palette into each named object (by its colour) and the background, so every word
 - leakage: the fraction of its attention mass on each region (TokenCompose's mass inside),
 - localisation: DAAM's IoU of its thresholded heat map with the region it names.
 For any other prompt (a user's Stable Diffusion), only the word x word overlap is scored.
-Heat maps average the layers at the finest captured resolution, as DAAM does.
+
+Heat maps average the layers at the finest captured resolution. DAAM 0.2 averages every
+layer but the coarsest (the 64, 32 and 16 px layers of SD at 512 px, dropping 8x8); the
+workbench keeps only the finest because on ShapesWorld each coarser level measurably lowered
+localisation (benchmarks/results/attention_localisation.json: colour words 0.31 at 16x16
+against 0.12 with every layer). `maps.word(..., layers=...)` averages any other set.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ its own resolution; `word()` and `stack()` upsample to a common one.
 from __future__ import annotations
 
 import json
-import re
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -26,13 +26,6 @@ from .tokens import WordSpan, align_words, find_word
 FORMAT_VERSION = 1
 
 
-def _collapse_slots(text: str, tokenizer) -> str:
-    """Undo the multi-vector expansion in decoded text: "a S* S*_1 S*_2 toy" -> "a S* toy"."""
-    added = tokenizer.get_added_vocab()
-    words = [w for w in text.split() if not (re.fullmatch(r".+_\d+", w) and w.rsplit("_", 1)[0] in added)]
-    return " ".join(words)
-
-
 @dataclass
 class PromptTokens:
     """Per prompt: its text, its token strings (padded sequence) and its words' token slots."""
@@ -42,20 +35,16 @@ class PromptTokens:
     words: list[list[WordSpan]]
 
     @classmethod
-    def from_pipeline(cls, pipe, prompt_ids: torch.Tensor | None, prompts: Sequence[str] | None) -> "PromptTokens":
+    def from_pipeline(cls, pipe, prompts: str | Sequence[str]) -> "PromptTokens":
+        """Align the prompts as written (learned words collapsed, see `collapse_slots`) with the
+        pipeline's tokenizer, expanding multi-vector words as the pipeline does."""
         tokenizer = pipe.tokenizer
         convert = (lambda text: pipe.maybe_convert_prompt(text, tokenizer)) if hasattr(pipe, "maybe_convert_prompt") else None
-        if prompts is not None:
-            prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-            expanded = [convert(p) for p in prompts] if convert else prompts
-            ids = tokenizer(expanded, padding="max_length", max_length=tokenizer.model_max_length, truncation=True).input_ids
-        elif prompt_ids is not None:
-            ids = prompt_ids.tolist()
-            prompts = [_collapse_slots(tokenizer.decode(row, skip_special_tokens=True), tokenizer) for row in ids]
-        else:
-            raise ValueError("the text encoder was not called (prompt embeddings passed directly?); give attention_maps(prompts=[...])")
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        expanded = [convert(p) for p in prompts] if convert else prompts
+        ids = tokenizer(expanded, padding="max_length", max_length=tokenizer.model_max_length, truncation=True).input_ids
         return cls(
-            texts=list(prompts),
+            texts=prompts,
             tokens=[tokenizer.convert_ids_to_tokens(row) for row in ids],
             words=[align_words(text, tokenizer, len(row), convert) for text, row in zip(prompts, ids)],
         )
@@ -63,10 +52,15 @@ class PromptTokens:
 
 @dataclass
 class AttentionMaps:
-    """Captured attention, per layer path: (prompt, [step], [head], token, y, x) float32.
+    """Captured attention, per layer path: (image, [step], [head], token, y, x) float32.
+
+    The first dimension runs over the generated images, prompt-major: row = prompt *
+    images_per_prompt + image (diffusers' `num_images_per_prompt` order). Calls take `prompt` and `image`; with several
+    images per prompt, `image=None` averages them.
 
     Example:
         >>> maps.word("red", prompt=0)                  # (y, x) at image resolution
+        >>> maps.word("<cat-toy>", prompt=1, image=0)   # learned words by name
         >>> maps.word("circle", layers="up.1", size=(16, 16))
         >>> maps.to_frame(words=["red", "circle"])      # tidy long form
     """
@@ -80,12 +74,13 @@ class AttentionMaps:
     per_step: bool
     heads_kept: bool
     guidance: str
+    images_per_prompt: int = 1
     _resampled: dict = field(default_factory=dict, repr=False)
 
     # --- selection ---------------------------------------------------------------------
     @property
     def dims(self) -> tuple[str, ...]:
-        return ("prompt",) + (("step",) if self.per_step else ()) + (("head",) if self.heads_kept else ()) + ("token", "y", "x")
+        return ("image",) + (("step",) if self.per_step else ()) + (("head",) if self.heads_kept else ()) + ("token", "y", "x")
 
     def select(self, layers: str | Sequence[str] | None = None, kind: str = "cross") -> list[AttentionLayer]:
         """Captured layers of `kind` matching `layers` (selectors as in trace(); None: all)."""
@@ -95,7 +90,8 @@ class AttentionMaps:
         self, layers: str | Sequence[str] | None = None, size: tuple[int, int] | None = None
     ) -> torch.Tensor:
         """Cross-attention maps of the selected layers upsampled to `size` (default: image size),
-        stacked as (prompt, [step], layer, [head], token, y, x)."""
+        stacked as (image, [step], layer, [head], token, y, x). Every token of every row is
+        upsampled (large at 512 px); `word()` and `token()` upsample only what they return."""
         size = tuple(size or self.image_size)
         chosen = self.select(layers)
         resized = [self._resize(layer.path, size) for layer in chosen]
@@ -110,21 +106,22 @@ class AttentionMaps:
             self._resampled[key] = up.reshape(*maps.shape[:-2], *size)
         return self._resampled[key]
 
-    def self_attention(self, prompt: int = 0, layers: str | Sequence[str] | None = None) -> torch.Tensor:
-        """Self-attention of one prompt, mean over the selected layers (and steps, heads):
-        (queries, keys) with both indexed y * width + x at the layers' resolution.
+    def self_attention(self, prompt: int = 0, layers: str | Sequence[str] | None = None, image: int | None = None) -> torch.Tensor:
+        """Self-attention of one prompt, mean over the selected layers (and steps, heads, and
+        its images unless `image` is given): (queries, keys) with both indexed y * width + x at
+        the layers' resolution.
 
         Raises:
             ValueError: if the selected self-attention layers differ in resolution.
         """
-        self._check_prompt(prompt)
+        rows = self.rows(prompt, image)
         chosen = self.select(layers, kind="self")
         shapes = {tuple(self.maps[layer.path].shape[-2:]) for layer in chosen}
         if len(shapes) != 1:
             raise ValueError(f"self-attention layers of different resolutions {sorted(shapes)}; select layers of one resolution")
         per_layer = []
         for layer in chosen:
-            maps = self.maps[layer.path][prompt]  # ([step], [head], keys, y, x)
+            maps = self.maps[layer.path][rows].mean(0)  # ([step], [head], keys, y, x)
             while maps.ndim > 3:
                 maps = maps.mean(0)
             per_layer.append(maps.flatten(1).T)  # (queries, keys)
@@ -153,8 +150,12 @@ class AttentionMaps:
         size: tuple[int, int] | None = None,
         step: int | None = None,
         head: int | None = None,
+        image: int | None = None,
     ) -> torch.Tensor:
         """Heat map of a word: mean over its tokens and the selected layers, (y, x) at `size`.
+
+        Only this word's maps are upsampled: each layer is reduced to one (y, x) map at its
+        own resolution first (bilinear upsampling is linear, so the result is the same).
 
         Args:
             word: the word as written in the prompt (learned words such as "<new1>" too).
@@ -164,26 +165,54 @@ class AttentionMaps:
             size: output (y, x); default the generated image's size.
             step: with per-step storage, the position in `steps` (default: mean over steps).
             head: with heads kept, one head (default: mean over heads).
+            image: which image of the prompt (`num_images_per_prompt`); default their mean.
         """
         span = self.word_span(word, prompt, occurrence)
-        return self._reduce(self.stack(layers, size)[prompt], list(span.tokens), step, head)
+        return self._heat(list(span.tokens), prompt, image, layers, size, step, head)
 
-    def token(self, index: int, prompt: int = 0, layers=None, size=None, step=None, head=None) -> torch.Tensor:
+    def token(self, index: int, prompt: int = 0, layers=None, size=None, step=None, head=None, image: int | None = None) -> torch.Tensor:
         """Heat map of one token slot (start/end tokens included), (y, x)."""
         self._check_prompt(prompt)
         n = len(self.tokens.tokens[prompt])
         if not 0 <= index < n:
             raise IndexError(f"token index {index} out of range; prompt {prompt} has {n} token slots")
-        return self._reduce(self.stack(layers, size)[prompt], [index], step, head)
+        return self._heat([index], prompt, image, layers, size, step, head)
 
-    def _reduce(self, maps: torch.Tensor, token_slots: list[int], step, head) -> torch.Tensor:
-        # maps: ([step], layer, [head], token, y, x) for one prompt
-        if self.per_step:
-            maps = maps.mean(0) if step is None else maps[step]
-        maps = maps.mean(0)  # layers
-        if self.heads_kept:
-            maps = maps.mean(0) if head is None else maps[head]
-        return maps[token_slots].mean(0)
+    def _heat(self, slots: list[int], prompt: int, image: int | None, layers, size, step, head) -> torch.Tensor:
+        """Mean over the slots, rows, steps/heads (or the one asked for) and layers, (y, x) at
+        `size`; layers of one resolution are averaged before their single upsampling."""
+        size = tuple(size or self.image_size)
+        rows = self.rows(prompt, image)
+        by_resolution: dict[tuple[int, int], list[torch.Tensor]] = defaultdict(list)
+        chosen = self.select(layers)
+        slot_index = torch.tensor(slots)
+        for layer in chosen:
+            maps = self.maps[layer.path]  # (row, [step], [head], token, y, x)
+            one = maps.index_select(-3, slot_index)[rows].mean(0)  # ([step], [head], slot, y, x)
+            if self.per_step:
+                one = one.mean(0) if step is None else one[step]
+            if self.heads_kept:
+                one = one.mean(0) if head is None else one[head]
+            by_resolution[tuple(one.shape[-2:])].append(one.mean(0))
+        total = torch.zeros(size)
+        for group in by_resolution.values():
+            mean = torch.stack(group).mean(0)[None, None]
+            total += F.interpolate(mean, size=size, mode="bilinear", align_corners=False)[0, 0] * len(group)
+        return total / len(chosen)
+
+    def rows(self, prompt: int = 0, image: int | None = None) -> list[int]:
+        """The rows of the maps that hold prompt `prompt`'s images (or its image `image`).
+
+        Raises:
+            IndexError: a prompt or image out of range (names how many were traced).
+        """
+        self._check_prompt(prompt)
+        n = self.images_per_prompt
+        if image is None:
+            return list(range(prompt * n, (prompt + 1) * n))
+        if not 0 <= image < n:
+            raise IndexError(f"image {image} out of range; each prompt has {n} image(s) (num_images_per_prompt)")
+        return [prompt * n + image]
 
     def _check_prompt(self, prompt: int) -> None:
         if not 0 <= prompt < len(self.tokens.texts):
@@ -193,7 +222,7 @@ class AttentionMaps:
     def to_frame(self, words: Sequence[str] | None = None, layers=None, size: tuple[int, int] | None = None) -> pd.DataFrame:
         """Long form, one row per (prompt, layer, word, y, x): columns prompt, layer, group, word,
         occurrence, y, x, value. Maps are per layer at `size` (default: the layer's own size
-        upsampled to 32x32 or less), heads and steps averaged."""
+        upsampled to 32x32 or less), heads, steps and a prompt's images averaged."""
         size = tuple(size or (min(32, self.image_size[0]), min(32, self.image_size[1])))
         rows = []
         ys, xs = np.meshgrid(np.arange(size[0]), np.arange(size[1]), indexing="ij")
@@ -202,8 +231,7 @@ class AttentionMaps:
                 if (words is not None and span.word not in words) or not span.tokens:
                     continue
                 for layer in self.select(layers):
-                    maps = self._resize(layer.path, size)[prompt]
-                    value = self._reduce(maps[None] if not self.per_step else maps[:, None], list(span.tokens), None, None)
+                    value = self._heat(list(span.tokens), prompt, None, [layer.path], size, None, None)
                     rows.append(pd.DataFrame({
                         "prompt": prompt, "layer": layer.short, "group": layer.group, "word": span.word,
                         "occurrence": span.occurrence, "y": ys.ravel(), "x": xs.ravel(), "value": value.numpy().ravel(),
@@ -225,6 +253,7 @@ class AttentionMaps:
             "per_step": self.per_step,
             "heads_kept": self.heads_kept,
             "guidance": self.guidance,
+            "images_per_prompt": self.images_per_prompt,
         }
         with atomic_path(path) as tmp:
             save_file({k: v.contiguous() for k, v in self.maps.items()}, str(tmp), metadata={"workbench": json.dumps(meta)})
@@ -255,4 +284,5 @@ class AttentionMaps:
             per_step=meta["per_step"],
             heads_kept=meta["heads_kept"],
             guidance=meta["guidance"],
+            images_per_prompt=meta.get("images_per_prompt", 1),
         )

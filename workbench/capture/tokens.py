@@ -1,9 +1,12 @@
-"""Word <-> token alignment for any tokenizer.
+"""Word <-> token alignment for any tokenizer, from the prompt text itself.
 
 A word's tokens are found by tokenizing growing prefixes of the prompt: the tokens that word
 i adds are its tokens. This holds for byte-level BPE (CLIP splits on whitespace before merging),
 for word-level tokenizers, and for learned pseudo-words added with `add_tokens`; multi-vector
 pseudo-words (`S*` -> `S* S*_1 S*_2`) are expanded first by the pipeline's own converter.
+
+Token ids are never decoded back into words: added tokens decode glued to their neighbours
+(`<cat-toy>on`), and decoding loses the user's case and punctuation.
 """
 
 from __future__ import annotations
@@ -65,6 +68,24 @@ def align_words(
         seen[word] = seen.get(word, 0) + 1
         previous = count
     return spans
+
+
+def collapse_slots(text: str, tokenizer) -> str:
+    """Undo diffusers' multi-vector expansion: "a S* S*_1 S*_2 toy" -> "a S* toy".
+
+    The pipeline's tokenizer sees the expanded text; the user wrote the collapsed one. Only
+    tokens the tokenizer has as added `T`, `T_1`, ... are collapsed, in place (spacing kept).
+    """
+    added = set(tokenizer.get_added_vocab())
+    for token in sorted(added, key=len, reverse=True):
+        if f"{token}_1" not in added:
+            continue
+        count = 1
+        while f"{token}_{count}" in added:
+            count += 1
+        expanded = " ".join([token] + [f"{token}_{i}" for i in range(1, count)])
+        text = text.replace(expanded, token)
+    return text
 
 
 def find_word(spans: Sequence[WordSpan], word: str, occurrence: int = 0) -> WordSpan:

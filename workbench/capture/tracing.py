@@ -22,6 +22,8 @@ from .activations import ActivationRecorder, Activations, Pool, register, resolv
 from .architectures import AttentionLayer, attention_layers, denoiser_of, select_layers
 from .maps import AttentionMaps, PromptTokens
 from .processor import capturing, spatial_shape
+from .prompts import recorded_texts, recording_prompts
+from .tokens import collapse_slots
 from .store import AttentionStore, CaptureMemoryError
 
 logger = logging.getLogger(__name__)
@@ -72,7 +74,8 @@ class Trace:
         self.captured_steps: list[int] = []
         self.timesteps: list[float] = []
         self.latent_hw: tuple[int, int] | None = None
-        self.prompt_ids: torch.Tensor | None = None
+        self.encoded_ids: list[torch.Tensor] = []  # the text encoder's inputs, in call order
+        self.recorders: dict = {}  # tokenizer name -> RecordingTokenizer, set by trace()
         self.estimated_bytes: int | None = None
         self._rows: slice | None = None
 
@@ -81,8 +84,12 @@ class Trace:
         if self.step >= 0:
             raise RuntimeError("a trace covers one pipeline call; open a new `with trace(pipe)` for the next call")
         ids = kwargs.get("input_ids", args[0] if args else None)
-        if self.prompt_ids is None and ids is not None:  # diffusers encodes the prompt before the negative prompt
-            self.prompt_ids = ids.detach().cpu()
+        if ids is not None:  # diffusers encodes the prompt before the negative prompt
+            self.encoded_ids.append(ids.detach().cpu())
+
+    @property
+    def prompt_ids(self) -> torch.Tensor | None:
+        return self.encoded_ids[0] if self.encoded_ids else None
 
     def _on_denoiser(self, module, args, kwargs) -> None:
         sample = kwargs.get("sample", args[0] if args else None)
@@ -142,28 +149,54 @@ class Trace:
     def attention_maps(self, prompts: Sequence[str] | None = None) -> AttentionMaps:
         """The captured maps with their labels.
 
+        Words are aligned from the prompt text the pipeline was given (recorded from its
+        tokenizer during the call), so learned words, punctuation and case are found as written.
+        With guidance="uncond" the maps are labelled with the negative prompt's words (none
+        when the pipeline had no negative prompt).
+
         Args:
-            prompts: the prompts as written, for word lookup; by default they are decoded
-                from the token ids the text encoder saw.
+            prompts: the prompts (negative prompts with guidance="uncond"), only needed when
+                the pipeline was given prompt embeddings instead of text.
 
         Raises:
-            RuntimeError: if nothing was captured (no pipeline call inside the trace).
+            RuntimeError: if nothing was captured (no pipeline call inside the trace), or the
+                prompt text cannot be known.
         """
         if not self.store.sums and not self.store.steps:
             raise RuntimeError("no attention was captured: call the pipeline inside the `with trace(pipe)` block, with layers selected")
-        tokens = PromptTokens.from_pipeline(self.pipe, self.prompt_ids, prompts)
+        maps = self.store.result()
+        rows = next(iter(maps.values())).shape[0]
+        texts = list(prompts) if prompts is not None else self._recorded_prompts()
+        if texts is None or rows % len(texts):
+            raise RuntimeError(
+                f"the {rows} traced image(s) cannot be matched to prompt text "
+                f"({'none was recorded' if texts is None else f'{len(texts)} prompt(s)'}): the pipeline was given "
+                "prompt embeddings instead of text; pass the prompts as written: tr.attention_maps(prompts=[...])"
+            )
         scale = getattr(self.pipe, "vae_scale_factor", 1)
         return AttentionMaps(
-            maps=self.store.result(),
+            maps=maps,
             layers=[layer for layer in self.layers if layer.path in self.store.shapes],
-            tokens=tokens,
+            tokens=PromptTokens.from_pipeline(self.pipe, texts),
             image_size=(self.latent_hw[0] * scale, self.latent_hw[1] * scale),
             steps=list(self.captured_steps),
             timesteps=list(self.timesteps),
             per_step=self.store.per_step,
             heads_kept=self.store.keep_heads,
             guidance=self.guidance,
+            images_per_prompt=rows // len(texts),
         )
+
+    def _recorded_prompts(self) -> list[str] | None:
+        recorder = self.recorders.get("tokenizer")
+        texts = recorded_texts(recorder, self.encoded_ids, 0)
+        if texts is None:
+            return None
+        if self.guidance == "uncond":
+            # no second encoder call: the negative conditioning was zeros or given as embeddings
+            negative = recorded_texts(recorder, self.encoded_ids, 1)
+            texts = negative if negative is not None else [""] * len(texts)
+        return [collapse_slots(text, self.pipe.tokenizer) for text in texts]
 
     def activations(self) -> Activations:
         """The recorded module outputs (trace(..., modules=[...]))."""
@@ -211,7 +244,8 @@ def trace(
     tr = Trace(pipe, layers, self_layers, heads, steps, per_step, guidance, modules, pool)
     handles = []
     try:
-        with capturing(tr.denoiser, tr.layers, lambda batch: tr._rows, tr._sink):
+        with capturing(tr.denoiser, tr.layers, lambda batch: tr._rows, tr._sink), recording_prompts(pipe) as recorders:
+            tr.recorders = recorders
             handles.append(tr.denoiser.register_forward_pre_hook(tr._on_denoiser, with_kwargs=True))
             handles.extend(register(pipe, tr.modules, tr.recorder))
             text_encoder = getattr(pipe, "text_encoder", None)

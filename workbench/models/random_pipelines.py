@@ -1,9 +1,10 @@
 """Stable Diffusion family pipelines with random weights, built from config (no downloads).
 
 They have the real architectures (SD 1.x, SD 2.x, SDXL block structures) at small widths, so
-code that must work on a user's checkpoint can be tested offline. The tokenizer knows only the
-256 byte-level characters (each also with `</w>`) and has no merges: words tokenise character
-by character, the hardest case for word <-> token alignment.
+code that must work on a user's checkpoint can be tested offline. Two tokenizers: "char" knows
+only the 256 byte-level characters (each also with `</w>`) and has no merges, so words tokenise
+character by character (the hardest case for word <-> token alignment); "bpe" is a real
+byte-level BPE with merges learned on a small corpus and CLIP's `</w>` word ends, as users have.
 """
 
 from __future__ import annotations
@@ -25,6 +26,18 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 
 Family = Literal["sd15", "sd2", "sdxl"]
 FAMILIES: tuple[str, ...] = ("sd15", "sd2", "sdxl")
+TokenizerKind = Literal["char", "bpe"]
+
+# What the BPE tokenizer's merges are learned from: words of typical prompts, punctuation too.
+PROMPT_CORPUS = (
+    "a photo of a red cat sitting on a sofa, high quality",
+    "a dog and a cat playing in the garden, oil painting",
+    "an astronaut riding a horse on the moon, digital art",
+    "a toy car on a wooden table next to a blue cup",
+    "portrait of a woman with a hat in the style of van gogh",
+    "a small house by the river at sunset, watercolor",
+)
+SPECIAL_TOKENS = ["<|startoftext|>", "<|endoftext|>"]
 
 
 def byte_level_characters() -> list[str]:
@@ -34,15 +47,41 @@ def byte_level_characters() -> list[str]:
     return [chr(b) if b in printable else chr(next(extra)) for b in range(256)]
 
 
-def write_char_tokenizer(folder: str | Path, max_length: int = 77) -> CLIPTokenizer:
-    """A CLIPTokenizer over single characters, written to `folder` (vocab.json, merges.txt)."""
+def _write_clip_tokenizer(folder: str | Path, merges: list[tuple[str, str]], max_length: int) -> CLIPTokenizer:
+    """vocab.json (bytes, bytes + `</w>`, each merge's result, the specials) and merges.txt."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     chars = byte_level_characters()
-    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokens = chars + [c + "</w>" for c in chars]
+    tokens += list(dict.fromkeys(a + b for a, b in merges if a + b not in set(tokens)))
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens + SPECIAL_TOKENS)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
     return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length)
+
+
+def write_char_tokenizer(folder: str | Path, max_length: int = 77) -> CLIPTokenizer:
+    """A CLIPTokenizer over single characters, written to `folder` (vocab.json, merges.txt)."""
+    return _write_clip_tokenizer(folder, [], max_length)
+
+
+def write_bpe_tokenizer(folder: str | Path, max_length: int = 77, corpus: tuple[str, ...] = PROMPT_CORPUS) -> CLIPTokenizer:
+    """A byte-level BPE CLIPTokenizer with merges learned on `corpus` (CLIP's `</w>` word ends),
+    written to `folder` as vocab.json + merges.txt: whole words for the corpus' words, pieces
+    for others."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    learner = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
+    learner.normalizer = normalizers.Lowercase()
+    learner.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = trainers.BpeTrainer(
+        vocab_size=2000, initial_alphabet=byte_level_characters(), end_of_word_suffix="</w>", show_progress=False
+    )
+    learner.train_from_iterator([line.lower() for line in corpus], trainer)
+    merges = [tuple(pair) for pair in json.loads(learner.to_str())["model"]["merges"]]
+    return _write_clip_tokenizer(folder, merges, max_length)
+
+
+TOKENIZER_WRITERS = {"char": write_char_tokenizer, "bpe": write_bpe_tokenizer}
 
 
 def _text_encoder(tokenizer: CLIPTokenizer, width: int, act: str, projection: bool = False):
@@ -73,7 +112,8 @@ def _vae(width: int) -> AutoencoderKL:
 
 
 def build_random_pipeline(
-    family: Family, folder: str | Path, width: int = 32, layers_per_block: int = 1, seed: int = 0
+    family: Family, folder: str | Path, width: int = 32, layers_per_block: int = 1, seed: int = 0,
+    tokenizer: TokenizerKind = "char",
 ) -> DiffusionPipeline:
     """A random-weight pipeline of `family`'s architecture; tokenizer files go to `folder`.
 
@@ -84,15 +124,19 @@ def build_random_pipeline(
         width: channels of the first UNet block (SD 1.5 itself has 320).
         layers_per_block: resnet/attention layers per block (SD has 2).
         seed: torch seed for the weights.
+        tokenizer: "char" (one token per character) or "bpe" (merges learned on prompts).
     """
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    if tokenizer not in TOKENIZER_WRITERS:
+        raise ValueError(f"tokenizer must be one of {tuple(TOKENIZER_WRITERS)}, got {tokenizer!r}")
     torch.manual_seed(seed)
-    tokenizer = write_char_tokenizer(Path(folder) / "tokenizer_source")
+    write_tokenizer = TOKENIZER_WRITERS[tokenizer]
+    tokenizer = write_tokenizer(Path(folder) / "tokenizer_source")
     text_width = 32
     vae = _vae(32)
     if family == "sdxl":
-        tokenizer_2 = write_char_tokenizer(Path(folder) / "tokenizer_2_source")
+        tokenizer_2 = write_tokenizer(Path(folder) / "tokenizer_2_source")
         unet = UNet2DConditionModel(
             sample_size=32, in_channels=4, out_channels=4,
             block_out_channels=(width, 2 * width, 4 * width), layers_per_block=layers_per_block,
