@@ -86,5 +86,36 @@ def test_width_mismatch_and_clashes_name_both_sides(tiny_shapes_fresh):
         insert_embeddings(tiny_shapes_fresh, [LearnedWord("<x>", torch.randn(1, 768))])
     with pytest.raises(EmbeddingFileError, match="already has \\['red'\\]"):
         insert_embeddings(tiny_shapes_fresh, [LearnedWord("red", torch.randn(1, WIDTH))])
-    with pytest.raises(EmbeddingFileError, match="text_encoder_2, which this pipeline does not have"):
+    with pytest.raises(EmbeddingFileError, match="text_encoder_2, which this ShapesPipeline does not have"):
         insert_embeddings(tiny_shapes_fresh, [LearnedWord("<g>", torch.randn(1, 1280), "text_encoder_2")])
+
+
+def test_insertion_is_all_or_nothing_and_names_the_file(tiny_shapes_fresh, tmp_path):
+    save_file({"<good>": torch.randn(WIDTH)}, tmp_path / "good.safetensors")
+    save_file({"<wide>": torch.randn(768)}, tmp_path / "wide.safetensors")
+    words = read_embeddings(tmp_path / "good.safetensors") + read_embeddings(tmp_path / "wide.safetensors")
+    size = len(tiny_shapes_fresh.tokenizer)
+    with pytest.raises(EmbeddingFileError, match=r"'<wide>' \(from .*wide.safetensors\) has width 768 but text_encoder embeds tokens with width 16"):
+        insert_embeddings(tiny_shapes_fresh, words)
+    assert len(tiny_shapes_fresh.tokenizer) == size  # the good word was not inserted either
+
+
+def test_a_word_must_cover_every_text_encoder(tmp_path):
+    from workbench.models.random_pipelines import build_random_pipeline
+
+    sdxl = build_random_pipeline("sdxl", tmp_path)
+    save_file({"emb_params": torch.randn(2, 32)}, tmp_path / "sd15-word.safetensors")
+    with pytest.raises(EmbeddingFileError, match="has vectors for text_encoder but this StableDiffusionXLPipeline encodes prompts with text_encoder, text_encoder_2"):
+        insert_embeddings(sdxl, read_embeddings(tmp_path / "sd15-word.safetensors"))
+
+
+def test_nan_empty_and_broken_files_are_refused_by_name(tmp_path):
+    save_file({"<nan>": torch.tensor([float("nan")] * WIDTH)}, tmp_path / "nan.safetensors")
+    save_file({"<empty>": torch.zeros(0, WIDTH)}, tmp_path / "empty.safetensors")
+    (tmp_path / "broken.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(EmbeddingFileError, match="nan.safetensors: entry '<nan>' holds NaN"):
+        read_embeddings(tmp_path / "nan.safetensors")
+    with pytest.raises(EmbeddingFileError, match="empty.safetensors: entry '<empty>' has shape"):
+        read_embeddings(tmp_path / "empty.safetensors")
+    with pytest.raises(EmbeddingFileError, match="broken.safetensors: not a readable embedding file"):
+        read_embeddings(tmp_path / "broken.safetensors")

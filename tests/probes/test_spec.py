@@ -2,7 +2,6 @@
 
 import pytest
 
-from workbench.models.shapes_pipeline import DEFAULT_GUIDANCE_SCALE
 from workbench.probes import ProbeError, load_probe, parse_probe
 from workbench.probes.spec import SCHEMA
 
@@ -71,5 +70,19 @@ def test_shipped_probes_are_valid():
         load_probe(path)
 
 
-def test_the_default_guidance_is_the_embedded_models():
-    assert SCHEMA["model"]["guidance_scale"][1] == DEFAULT_GUIDANCE_SCALE
+def test_unset_model_options_are_the_pipelines_own():
+    probe = parse_probe('name = "p"\n[inputs]\nprompts = ["a cat"]\n[attention]\n')
+    assert probe.model["guidance_scale"] is None and probe.model["height"] is None and probe.model["embeddings"] == []
+    assert probe.model["dtype"] == "float32"
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[model]\ndtype = "float8"', "dtype = 'float8'; expected one of float32, float16, bfloat16"),
+    ('[model]\nembeddings = "x.pt"', "embeddings must be a list"),
+    ('[inputs]\nmasks = "m"\nscenes = 2', "masks are regions of your prompts"),
+    ('[inputs]\nprompts = ["a"]\nscenes = 2', "prompts = \\[...\\] or scenes = N, not both"),
+    ('[model]\nheight = 0\n[inputs]\nprompts = ["a"]', "height must be at least 1"),
+])
+def test_model_and_input_options_are_checked(text, message):
+    with pytest.raises(ProbeError, match=message):
+        parse_probe(f'name = "p"\n{text}\n[attention]\n', "p.toml")

@@ -1,11 +1,12 @@
-"""Where does each word attend, and how much of it leaks onto other objects or the background?
+"""Where does each word attend, and how much of it leaks onto other regions?
 
-Generate a batch of prompts while tracing cross-attention, then score each word's heat map.
-For ShapesWorld captions the regions are known: the generated image is segmented by the
-palette into each named object (by its colour) and the background, so every word gets
-- leakage: the fraction of its attention mass on each region (TokenCompose's mass inside),
-- localisation: DAAM's IoU of its thresholded heat map with the region it names.
-For any other prompt (a user's Stable Diffusion), only the word x word overlap is scored.
+Generate a batch of prompts while tracing cross-attention, then score each word's heat map:
+- overlap: soft IoU between every two words' heat maps (any prompt);
+- where regions are known (a `RegionSource`: the user's mask folder, or ShapesWorld's
+  segmentation of its captions), leakage: the fraction of each word's attention mass on each
+  region (TokenCompose's mass inside), with the region's area share beside it (what a uniform
+  map would get); and localisation: DAAM's IoU of the thresholded heat map with the region the
+  word names. Prompts without regions get overlap only, and the result says why.
 
 Heat maps average the layers at the finest captured resolution. DAAM 0.2 averages every
 layer but the coarsest (the 64, 32 and 16 px layers of SD at 512 px, dropping 8x8); the
@@ -26,9 +27,14 @@ import torch
 
 from ..capture import AttentionMaps, trace
 from ..metrics import mass_inside, overlap_matrix, soft_iou, threshold_iou
-from ..models.shapes_pipeline import DEFAULT_GUIDANCE_SCALE
-from ..world.captions import CaptionError, CaptionFactors, parse_caption, word_roles
-from ..world.segmentation import BACKGROUND_LABEL, object_masks_by_color, segment_by_palette
+from .generation import generation_options
+from .regions import RegionSource
+
+COLUMNS = {
+    "leakage": ["prompt", "word", "occurrence", "role", "own_region", "region", "area", "mass"],
+    "localisation": ["prompt", "word", "occurrence", "role", "region", "area", "iou", "mass_inside"],
+    "overlap": ["prompt", "word_a", "occurrence_a", "word_b", "occurrence_b", "soft_iou"],
+}
 
 
 @dataclass
@@ -36,9 +42,11 @@ class AttentionAnalysis:
     """The traced generation and its scores (tidy frames, one row per prompt x word [x region]).
 
     maps: the captured attention; images: (prompts, y, x, 3) uint8; heat_layers: the layer
-    short names averaged into the heat maps; leakage: prompt, word, occurrence, role, object,
-    region, mass; localisation: prompt, word, occurrence, role, object, iou, mass_inside;
-    overlap: prompt, word_a, word_b, soft_iou.
+    short names averaged into the heat maps; leakage: prompt, word, occurrence, role,
+    own_region, region, area (the region's share of the image: a uniform map's mass), mass;
+    localisation: prompt, word, occurrence, role, region, area, iou, mass_inside; overlap:
+    prompt, word_a, occurrence_a, word_b, occurrence_b, soft_iou; regions_note: where the
+    regions came from, or why there are none.
     """
 
     maps: AttentionMaps
@@ -47,6 +55,7 @@ class AttentionAnalysis:
     leakage: pd.DataFrame
     localisation: pd.DataFrame
     overlap: pd.DataFrame
+    regions_note: str = ""
 
     def heat_map(self, word: str, prompt: int = 0, occurrence: int = 0) -> np.ndarray:
         """The word's heat map over the heat layers at image size, (y, x)."""
@@ -63,51 +72,34 @@ def finest_layers(maps: AttentionMaps) -> list[str]:
     return [layer.short for layer in layers if maps.maps[layer.path].shape[-1] == side]
 
 
-def _word_roles(caption: str) -> list[tuple[str, int, str, int | None]]:
-    """(word, occurrence, role, object index or None for the background) for each factor word."""
-    seen: dict[str, int] = defaultdict(int)
-    roles = []
-    for named in filter(None, word_roles(caption)):
-        roles.append((named.word, seen[named.word], named.role, named.obj))
-        seen[named.word] += 1
-    return roles
-
-
-def _regions(image: np.ndarray, factors: CaptionFactors) -> dict[str, np.ndarray | None]:
-    """Each named object's drawn pixels (None if its colour was not drawn) and the background."""
-    labels = segment_by_palette(image)
-    masks = object_masks_by_color(labels, [o.color for o in factors.objects])
-    regions = {f"object {i + 1} ({o.color} {o.shape})": m for i, (o, m) in enumerate(zip(factors.objects, masks))}
-    regions["background"] = labels == BACKGROUND_LABEL
-    return regions
-
-
-def _score_prompt(analysis_rows: dict[str, list], maps: AttentionMaps, layers: list[str], prompt: int, image: np.ndarray) -> None:
+def _score_prompt(rows: dict[str, list], maps: AttentionMaps, layers: list[str], prompt: int, image: np.ndarray,
+                  regions: RegionSource | None) -> bool:
+    """Append the prompt's overlap (and, with regions, leakage and localisation) rows; returns
+    whether the prompt had regions."""
     spans = [s for s in maps.tokens.words[prompt] if s.tokens]
     heat = {(s.word, s.occurrence): maps.word(s.word, prompt=prompt, occurrence=s.occurrence, layers=layers).numpy() for s in spans}
     keys = list(heat)
-    matrix = overlap_matrix(np.stack([heat[k] for k in keys]), metric=soft_iou)
-    for i, a in enumerate(keys):
-        for j, b in enumerate(keys):
-            if i < j:
-                analysis_rows["overlap"].append({"prompt": prompt, "word_a": a[0], "word_b": b[0], "soft_iou": float(matrix[i, j])})
-    try:
-        factors = parse_caption(maps.tokens.texts[prompt])
-    except CaptionError:
-        return  # not a ShapesWorld caption: no known regions
-    regions = _regions(image, factors)
-    names = list(regions)
-    for word, occurrence, role, obj in _word_roles(maps.tokens.texts[prompt]):
+    if keys:
+        matrix = overlap_matrix(np.stack([heat[k] for k in keys]), metric=soft_iou)
+        for i, a in enumerate(keys):
+            for j, b in enumerate(keys[i + 1:], start=i + 1):
+                rows["overlap"].append({"prompt": prompt, "word_a": a[0], "occurrence_a": a[1], "word_b": b[0],
+                                        "occurrence_b": b[1], "soft_iou": float(matrix[i, j])})
+    found = regions(prompt, maps.tokens.texts[prompt], spans, image) if regions is not None else None
+    if found is None:
+        return False
+    drawn = {name: mask for name, mask in found.masks.items() if mask is not None}
+    for (word, occurrence), (role, own) in found.words.items():
         if (word, occurrence) not in heat:
             continue
         h = heat[(word, occurrence)]
-        base = {"prompt": prompt, "word": word, "occurrence": occurrence, "role": role, "object": -1 if obj is None else obj}
-        for name in names:
-            if regions[name] is not None:
-                analysis_rows["leakage"].append({**base, "region": name, "mass": float(mass_inside(h, regions[name]))})
-        own = regions[names[-1] if obj is None else names[obj]]
-        if own is not None:
-            analysis_rows["localisation"].append({**base, "iou": threshold_iou(h, own), "mass_inside": float(mass_inside(h, own))})
+        base = {"prompt": prompt, "word": word, "occurrence": occurrence, "role": role}
+        for name, mask in drawn.items():
+            rows["leakage"].append({**base, "own_region": own, "region": name, "area": float(mask.mean()), "mass": float(mass_inside(h, mask))})
+        if own in drawn:
+            rows["localisation"].append({**base, "region": own, "area": float(drawn[own].mean()),
+                                         "iou": threshold_iou(h, drawn[own]), "mass_inside": float(mass_inside(h, drawn[own]))})
+    return True
 
 
 def analyse_attention(
@@ -115,38 +107,51 @@ def analyse_attention(
     prompts: Sequence[str],
     layers: str | Sequence[str] = "all",
     steps: int = 20,
-    guidance_scale: float = DEFAULT_GUIDANCE_SCALE,
+    guidance_scale: float | None = None,
     seed: int = 0,
     per_step: bool = False,
+    regions: RegionSource | None = None,
+    negative_prompt: str | Sequence[str] | None = None,
+    height: int | None = None,
+    width: int | None = None,
 ) -> AttentionAnalysis:
     """Generate `prompts` (one batch, seeded) while tracing, then score every word.
 
     Args:
-        pipe: any pipeline `trace` supports (ShapesWorld or Stable Diffusion).
-        prompts: the captions; ShapesWorld captions also get leakage and localisation.
+        pipe: any pipeline `trace` supports (ShapesWorld or Stable Diffusion), with any
+            learned words already inserted.
+        prompts: the prompts, as written.
         layers: cross-attention layers to capture (selectors as in `trace`).
-        steps, guidance_scale, seed: the generation.
+        steps, seed: the generation.
+        guidance_scale: default the pipeline's own (SD 7.5, SDXL 5.0, ShapesWorld 1.5).
         per_step: keep each denoising step's maps (for the step slider of heat-map figures).
+        regions: where each prompt's regions come from (`mask_folder(...)`, ShapesWorld's
+            `caption_regions`); without them only the word overlap is scored.
+        negative_prompt: one for every prompt, or one each.
+        height, width: passed to the pipeline when given.
 
     Raises:
-        ValueError: no prompts.
+        ValueError: no prompts, or an option the pipeline does not take.
     """
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
         raise ValueError("analyse_attention needs at least one prompt")
+    if isinstance(negative_prompt, str):
+        negative_prompt = [negative_prompt] * len(prompts)
+    options = generation_options(pipe, guidance_scale=guidance_scale, negative_prompt=negative_prompt, height=height, width=width)
     generator = torch.Generator().manual_seed(seed)
     with trace(pipe, layers=layers, per_step=per_step) as tr:
-        out = pipe(prompts, num_inference_steps=steps, guidance_scale=guidance_scale, generator=generator, output_type="np")
+        out = pipe(prompts, num_inference_steps=steps, generator=generator, output_type="np", **options)
     maps = tr.attention_maps()
     images = (np.asarray(out.images) * 255).round().astype(np.uint8)
     heat_layers = finest_layers(maps)
     rows: dict[str, list] = defaultdict(list)
-    for p, image in enumerate(images):
-        _score_prompt(rows, maps, heat_layers, p, image)
-    columns = {
-        "leakage": ["prompt", "word", "occurrence", "role", "object", "region", "mass"],
-        "localisation": ["prompt", "word", "occurrence", "role", "object", "iou", "mass_inside"],
-        "overlap": ["prompt", "word_a", "word_b", "soft_iou"],
-    }
-    frames = {name: pd.DataFrame(rows[name], columns=cols) for name, cols in columns.items()}
-    return AttentionAnalysis(maps=maps, images=images, heat_layers=heat_layers, **frames)
+    with_regions = [_score_prompt(rows, maps, heat_layers, p, image, regions) for p, image in enumerate(images)]
+    frames = {name: pd.DataFrame(rows[name], columns=cols) for name, cols in COLUMNS.items()}
+    if regions is None:
+        note = "no regions: no region source was given (a mask folder, or ShapesWorld captions on the embedded model)"
+    elif not any(with_regions):
+        note = "no regions: the region source knew none of these prompts"
+    else:
+        note = f"regions known for {sum(with_regions)} of {len(prompts)} prompt(s)"
+    return AttentionAnalysis(maps=maps, images=images, heat_layers=heat_layers, regions_note=note, **frames)

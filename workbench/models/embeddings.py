@@ -13,7 +13,7 @@ torch.load(weights_only=True), `.safetensors` through safetensors):
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -30,11 +30,13 @@ class EmbeddingFileError(ValueError):
 
 @dataclass(frozen=True)
 class LearnedWord:
-    """One learned word: its token, its vectors (n_vectors, width) and the encoder they feed."""
+    """One learned word: its token, its vectors (n_vectors, width), the encoder they feed and
+    the file it was read from (named in errors)."""
 
     token: str
     vectors: torch.Tensor
     encoder: str = "text_encoder"
+    source: str = ""
 
     @property
     def n_vectors(self) -> int:
@@ -60,8 +62,10 @@ def _as_matrix(path: Path, key: str, value) -> torch.Tensor:
     tensor = value.detach().float()
     if tensor.ndim == 1:
         tensor = tensor[None]
-    if tensor.ndim != 2:
-        raise EmbeddingFileError(f"{path}: entry {key!r} has shape {tuple(value.shape)}, expected (width,) or (n_vectors, width)")
+    if tensor.ndim != 2 or 0 in tensor.shape:
+        raise EmbeddingFileError(f"{path}: entry {key!r} has shape {tuple(value.shape)}, expected (width,) or (n_vectors, width), non-empty")
+    if not torch.isfinite(tensor).all():
+        raise EmbeddingFileError(f"{path}: entry {key!r} holds NaN or infinite values; the word would make every generation NaN")
     return tensor
 
 
@@ -80,7 +84,16 @@ def read_embeddings(path: str | Path, token: str | None = None) -> list[LearnedW
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no embedding file at {path}")
-    raw = _load_raw(path)
+    return [replace(word, source=str(path)) for word in _read_words(path, token)]
+
+
+def _read_words(path: Path, token: str | None) -> list[LearnedWord]:
+    try:
+        raw = _load_raw(path)
+    except EmbeddingFileError:
+        raise
+    except Exception as error:  # safetensors' and torch's own errors do not name the file
+        raise EmbeddingFileError(f"{path}: not a readable embedding file ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
     if not isinstance(raw, dict) or not raw:
         raise EmbeddingFileError(f"{path}: expected a dict of embeddings, got {type(raw).__name__}")
     default = token or path.stem.replace("learned_embeds", "") or "<learned>"
@@ -110,32 +123,65 @@ def slot_tokens(word: LearnedWord) -> list[str]:
     return [word.token] + [f"{word.token}_{i}" for i in range(1, word.n_vectors)]
 
 
-def insert_embeddings(pipe, words: list[LearnedWord]) -> dict[str, list[int]]:
-    """Add learned words to the pipeline's tokenizer(s) and text encoder(s), in place.
+def _text_encoders(pipe) -> list[str]:
+    return [name for name in ("text_encoder", "text_encoder_2") if getattr(pipe, name, None) is not None]
 
-    Returns:
-        token -> the token ids of its slots.
 
-    Raises:
-        EmbeddingFileError: a width that does not match the encoder (names both sizes), an
-            encoder the pipeline lacks, or a token the tokenizer already has.
-    """
-    placed: dict[str, list[int]] = {}
+def _check_fits(pipe, words: list[LearnedWord]) -> None:
+    """Every word fits the pipeline: its encoders exist, its widths match, each token covers
+    all of the pipeline's text encoders (SDXL's two), and no token is taken."""
+    where = lambda word: f" (from {word.source})" if word.source else ""  # noqa: E731
+    encoders = _text_encoders(pipe)
+    covered: dict[str, set[str]] = {}
     for word in words:
         encoder = getattr(pipe, word.encoder, None)
         tokenizer = getattr(pipe, word.encoder.replace("text_encoder", "tokenizer"), None)
         if encoder is None or tokenizer is None:
-            raise EmbeddingFileError(f"the word {word.token!r} is for {word.encoder}, which this pipeline does not have")
-        table = encoder.get_input_embeddings()
-        if word.vectors.shape[1] != table.embedding_dim:
             raise EmbeddingFileError(
-                f"the word {word.token!r} has width {word.vectors.shape[1]} but {word.encoder} embeds tokens with width "
-                f"{table.embedding_dim}; the file was made for another model"
+                f"the word {word.token!r}{where(word)} has vectors for {word.encoder}, which this {type(pipe).__name__} "
+                f"does not have (its text encoders: {', '.join(encoders)}); the file was made for another model"
             )
-        tokens = slot_tokens(word)
-        clashes = [t for t in tokens if t in tokenizer.get_vocab()]
+        width = encoder.get_input_embeddings().embedding_dim
+        if word.vectors.shape[1] != width:
+            raise EmbeddingFileError(
+                f"the word {word.token!r}{where(word)} has width {word.vectors.shape[1]} but {word.encoder} embeds tokens with width "
+                f"{width}; the file was made for another model"
+            )
+        clashes = [t for t in slot_tokens(word) if t in tokenizer.get_vocab()]
         if clashes:
-            raise EmbeddingFileError(f"the tokenizer of {word.encoder} already has {clashes}; pass another token name")
+            raise EmbeddingFileError(f"the tokenizer of {word.encoder} already has {clashes}{where(word)}; pass another token name")
+        if word.encoder in covered.setdefault(word.token, set()):
+            raise EmbeddingFileError(f"the word {word.token!r}{where(word)} is given twice for {word.encoder}")
+        covered[word.token].add(word.encoder)
+    for token, have in covered.items():
+        if have != set(encoders):
+            source = next(w.source for w in words if w.token == token)
+            raise EmbeddingFileError(
+                f"the word {token!r}{f' (from {source})' if source else ''} has vectors for {', '.join(sorted(have))} but this "
+                f"{type(pipe).__name__} encodes prompts with {', '.join(encoders)}; a word needs vectors for every text encoder "
+                "(SDXL files hold clip_l and clip_g)"
+            )
+
+
+def insert_embeddings(pipe, words: list[LearnedWord]) -> dict[str, list[int]]:
+    """Add learned words to the pipeline's tokenizer(s) and text encoder(s), in place; all or
+    nothing: every word is checked before any is inserted.
+
+    Returns:
+        token -> the token ids of its slots (in the first encoder that has it).
+
+    Raises:
+        EmbeddingFileError: a width that does not match the encoder (names the word, its file
+            and both sizes), an encoder the pipeline lacks, a word missing an encoder the
+            pipeline has (SDXL), or a token the tokenizer already has.
+    """
+    _check_fits(pipe, words)
+    placed: dict[str, list[int]] = {}
+    for word in words:
+        encoder = getattr(pipe, word.encoder)
+        tokenizer = getattr(pipe, word.encoder.replace("text_encoder", "tokenizer"))
+        table = encoder.get_input_embeddings()
+        tokens = slot_tokens(word)
         # normalized=False: a lower-casing tokenizer must keep "S*" as written, so that the
         # multi-vector expansion (diffusers' maybe_convert_prompt) recognises it.
         tokenizer.add_tokens([AddedToken(t, normalized=False) for t in tokens])
@@ -143,5 +189,5 @@ def insert_embeddings(pipe, words: list[LearnedWord]) -> dict[str, list[int]]:
         encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
         with torch.no_grad():
             encoder.get_input_embeddings().weight[ids] = word.vectors.to(table.weight.dtype).to(table.weight.device)
-        placed[word.token] = list(ids)
+        placed.setdefault(word.token, list(ids))
     return placed

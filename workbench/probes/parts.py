@@ -7,6 +7,7 @@ them) and the section's settings.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from functools import cached_property
@@ -19,28 +20,60 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..analyses import analyse_attention, compare_words
+from ..analyses.generation import accepts, pipeline_default
 from ..analyses.primary_auxiliary import scene_factors
+from ..analyses.regions import MaskFolderError, RegionSource, mask_folder
 from ..concepts import from_query, random_sets, run_tcav
 from ..concepts.concept_sets import parse_query
 from ..models.classifier import ShapesClassifier
-from ..models.loading import embedded_path, load_pipeline
+from ..models.embeddings import EmbeddingFileError, insert_embeddings, read_embeddings
+from ..models.loading import PipelineLoadError, embedded_path, load_pipeline
+from ..models.shapes_pipeline import ShapesPipeline
 from ..models.word_encoder import load_word_encoder
 from ..projection import Projection
+from ..world.regions import caption_regions
 from ..world.scenes import sample_scenes
 from ..world.vocabulary import BACKGROUNDS, COLORS, SHAPES, SIZES
-from .spec import Probe
+from .spec import Probe, ProbeError
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @dataclass
 class Context:
+    """The run's model and inputs, loaded once; `check()` validates them before anything is
+    written. `given_pipe` is a pipeline already in memory (its words inserted) that replaces
+    [model] pipeline and embeddings."""
+
     probe: Probe
     run_dir: Path
+    given_pipe: Any = None
 
     @cached_property
     def pipe(self):
-        pipe = load_pipeline(self.probe.model["pipeline"], device=self.probe.model["device"])
+        if self.given_pipe is not None:
+            return self.given_pipe
+        model = self.probe.model
+        dtype = getattr(torch, model["dtype"])
+        try:
+            pipe = load_pipeline(model["pipeline"], device=model["device"], dtype=dtype)
+            words = [word for path in model["embeddings"] for word in read_embeddings(path)]
+            insert_embeddings(pipe, words)
+        except (PipelineLoadError, EmbeddingFileError, FileNotFoundError) as error:
+            raise ProbeError(f"{self.probe.source}: [model] {error}") from None
         pipe.set_progress_bar_config(leave=False)
         return pipe
+
+    @property
+    def embedded(self) -> bool:
+        """Whether the model is the embedded ShapesWorld one (its scenes, encoder, classifier)."""
+        return isinstance(self.pipe, ShapesPipeline)
 
     def prompts(self) -> list[str]:
         inputs = self.probe.inputs
@@ -49,9 +82,61 @@ class Context:
         scenes = sample_scenes(inputs["scenes"], seed=self.probe.seed, split=inputs["split"], n_objects=inputs["objects"])
         return [s.caption for s in scenes]
 
-    @property
+    @cached_property
+    def regions(self) -> RegionSource | None:
+        """The user's mask folder, else ShapesWorld's segmentation on the embedded model."""
+        if self.probe.inputs["masks"] is not None:
+            try:
+                return mask_folder(self.probe.inputs["masks"], self.prompts())
+            except MaskFolderError as error:
+                raise ProbeError(f"{self.probe.source}: [inputs] masks: {error}") from None
+        return caption_regions if self.embedded else None
+
+    @cached_property
     def generation(self) -> dict[str, Any]:
-        return {"steps": self.probe.model["steps"], "guidance_scale": self.probe.model["guidance_scale"], "seed": self.probe.seed}
+        """steps, seed and the pipeline options, guidance_scale resolved to the pipeline's own
+        default when the probe leaves it unset."""
+        model = self.probe.model
+        options = {key: model[key] for key in ("guidance_scale", "height", "width", "negative_prompt") if model[key] is not None}
+        options.setdefault("guidance_scale", pipeline_default(self.pipe, "guidance_scale"))
+        return {"steps": model["steps"], "seed": self.probe.seed, **options}
+
+    def check(self, parts: list[str]) -> None:
+        """Load the model and its inputs and refuse what cannot run on it, before the run
+        directory is touched.
+
+        Raises:
+            ProbeError: naming the probe file, the section and why.
+        """
+        where = self.probe.source
+        pipe = self.pipe
+        name = type(pipe).__name__
+        for key in ("height", "width", "negative_prompt"):
+            if self.probe.model[key] is not None and not accepts(pipe, key):
+                raise ProbeError(f"{where}: [model] {key} is set, but {name} does not take it; leave it out for this model")
+        if self.probe.inputs["scenes"] and not self.embedded:
+            raise ProbeError(f"{where}: [inputs] scenes are ShapesWorld captions for the embedded model; give this {name} "
+                             "prompts = [...] (and masks = \"folder\" for leakage)")
+        _ = self.regions  # a mask folder is checked against the prompts now
+        for part in parts:
+            needs_embedded = {"primary_auxiliary": "the ShapesWorld word encoder on ShapesWorld scenes",
+                              "tcav": "ShapesWorld concept sets and the ShapesWorld classifier as its target"}
+            if part in needs_embedded and not self.embedded:
+                raise ProbeError(f"{where}: [{part}] runs {needs_embedded[part]}, so it needs pipeline = \"shapes\"; "
+                                 f"it cannot run on this {name}")
+
+    def model_record(self) -> dict[str, Any]:
+        """What run.json keeps of the model: its class, the options used, and the learned words
+        (each file's sha256, so a changed file is not mixed into a resumed run)."""
+        return {
+            "class": type(self.pipe).__name__,
+            "in_memory": self.given_pipe is not None,
+            "generation": self.generation,
+            "embeddings": [{"file": str(path), "sha256": sha256_of(path)} for path in self.probe.model["embeddings"]],
+            "learned_tokens": sorted(self.pipe.tokenizer.get_added_vocab()),
+            "regions": "mask folder " + self.probe.inputs["masks"] if self.probe.inputs["masks"] is not None
+            else ("ShapesWorld segmentation" if self.embedded else None),
+        }
 
 
 def _table(frame: pd.DataFrame, folder: Path, name: str) -> None:
@@ -60,12 +145,12 @@ def _table(frame: pd.DataFrame, folder: Path, name: str) -> None:
 
 def attention(ctx: Context, settings: dict[str, Any], folder: Path) -> dict[str, Any]:
     layers = settings["layers"]
-    result = analyse_attention(ctx.pipe, ctx.prompts(), layers=layers, per_step=settings["per_step"], **ctx.generation)
+    result = analyse_attention(ctx.pipe, ctx.prompts(), layers=layers, per_step=settings["per_step"], regions=ctx.regions, **ctx.generation)
     result.maps.save(folder / "maps.safetensors")
     save_file({"images": torch.from_numpy(np.ascontiguousarray(result.images))}, str(folder / "images.safetensors"))
     for name in ("leakage", "localisation", "overlap"):
         _table(getattr(result, name), folder, name)
-    summary = {"heat_layers": result.heat_layers, "prompts": len(result.images)}
+    summary = {"heat_layers": result.heat_layers, "prompts": len(result.images), "regions": result.regions_note}
     if len(result.localisation):
         summary["mean_iou_by_role"] = result.localisation.groupby("role").iou.mean().round(4).to_dict()
     return summary
@@ -75,7 +160,7 @@ def primary_auxiliary(ctx: Context, settings: dict[str, Any], folder: Path) -> d
     encoder = load_word_encoder(settings["encoder"])
     scenes = sample_scenes(settings["images"], seed=ctx.probe.seed, split="test", n_objects=1)
     result = compare_words(ctx.pipe, encoder, scenes, template=settings["template"], steps=ctx.probe.model["steps"],
-                           guidance_scale=ctx.probe.model["guidance_scale"], seed=ctx.probe.seed)
+                           guidance_scale=ctx.generation["guidance_scale"], seed=ctx.probe.seed)
     save_file({"words": torch.from_numpy(result.words).float(), "generated": torch.from_numpy(np.ascontiguousarray((result.generated * 255).round().astype(np.uint8)))},
               str(folder / "words.safetensors"))
     _table(result.to_frame(), folder, "words")
@@ -120,7 +205,8 @@ def projection(ctx: Context, settings: dict[str, Any], folder: Path) -> dict[str
     else:
         table = ctx.pipe.text_encoder.get_input_embeddings().weight.detach().float().cpu().numpy()
         tokens = ctx.pipe.tokenizer.convert_ids_to_tokens(list(range(len(table))))
-        proj.fit(table, labels={"token": tokens, "kind": [_token_kind(t) for t in tokens]})
+        learned = set(ctx.pipe.tokenizer.get_added_vocab()) - set(ctx.pipe.tokenizer.all_special_tokens)
+        proj.fit(table, labels={"token": tokens, "kind": ["learned word" if t in learned else _token_kind(t) for t in tokens]})
     frame = proj.to_frame()
     _table(frame, folder, "points")
     return {"points": len(frame), "bank": settings["bank"]}

@@ -33,14 +33,24 @@ def _attention_sections(folder: Path) -> list[Section]:
         for p in range(min(HEAT_MAP_PROMPTS, len(images)))
     ]
     leakage = pd.read_parquet(folder / "leakage.parquet")
-    if len(leakage):
-        region_object = leakage.region.map(lambda r: -1 if r == "background" else int(r.split()[1]) - 1)
-        kind = np.select([leakage.region == "background", region_object == leakage.object], ["background", "own object"], "other object")
-        table = leakage.assign(kind=kind).groupby(["role", "kind"]).mass.mean().unstack("kind").reindex(columns=["own object", "other object", "background"])
+    if not len(leakage):
+        sections.append(Section("Leakage and localisation: not scored", None,
+                                f"This run has {summary.get('regions', 'no regions')}. Leakage and localisation need to know where each "
+                                "word should attend: give [inputs] masks = \"folder\" with one mask per prompt and region "
+                                "(files <prompt>_<region>.png, see workbench.analyses.regions), or use the embedded ShapesWorld model, "
+                                "whose captions' regions are known."))
+    else:
+        kind = np.select([leakage.region == leakage.own_region, leakage.region == "background"], ["own region", "background"], "other regions")
+        leakage = leakage.assign(kind=kind)
+        # mass on each kind of region per word, summed over its regions (two other objects add up)
+        per_word = leakage.groupby(["prompt", "word", "occurrence", "role", "kind"])[["mass", "area"]].sum().reset_index()
+        table = per_word.groupby(["role", "kind"]).mass.mean().unstack("kind").reindex(columns=["own region", "other regions", "background"])
+        chance = per_word.groupby("kind").area.mean().reindex(["own region", "other regions", "background"])
         sections.append(Section(
             "Where attention mass goes, by word role", matrix_figure(table.to_numpy(), list(table.index), list(table.columns), "mean fraction of attention mass", 0, 1),
-            "Rows: the role of the word in the caption. A word that localises puts its mass on its own object; "
-            "mass on the other object is leakage between concepts, mass on the background is leakage into the scene.",
+            "Rows: the role of the word. A word that localises puts its mass on its own region; mass on other regions is leakage "
+            "between concepts, mass on the background is leakage into the scene. A uniform map would put on each kind its share "
+            "of the image: " + ", ".join(f"{k} {v:.2f}" for k, v in chance.items() if pd.notna(v)) + f" (over {per_word.groupby(['prompt', 'word', 'occurrence']).ngroups} words).",
         ))
         localisation = pd.read_parquet(folder / "localisation.parquet")
         by_role = localisation.groupby("role").iou.mean()
@@ -49,12 +59,15 @@ def _attention_sections(folder: Path) -> list[Section]:
     overlap = pd.read_parquet(folder / "overlap.parquet")
     first = overlap[overlap.prompt == 0]
     if len(first):
-        words = list(dict.fromkeys(list(first.word_a) + list(first.word_b)))
+        label = lambda word, occurrence: word if occurrence == 0 else f"{word} ({occurrence + 1})"  # noqa: E731 - repeated words apart
+        pairs = [(label(r.word_a, r.occurrence_a), label(r.word_b, r.occurrence_b), r.soft_iou) for r in first.itertuples()]
+        words = list(dict.fromkeys([a for a, _, _ in pairs] + [b for _, b, _ in pairs]))
         matrix = np.eye(len(words))
-        for row in first.itertuples():
-            i, j = words.index(row.word_a), words.index(row.word_b)
-            matrix[i, j] = matrix[j, i] = row.soft_iou
-        sections.append(Section(f"Word overlap (soft IoU): {maps.tokens.texts[0]}", matrix_figure(matrix, words, words, "soft IoU between heat maps", 0, 1)))
+        for a, b, value in pairs:
+            i, j = words.index(a), words.index(b)
+            matrix[i, j] = matrix[j, i] = value
+        sections.append(Section(f"Word overlap (soft IoU): {maps.tokens.texts[0]}", matrix_figure(matrix, words, words, "soft IoU between heat maps", 0, 1),
+                                "A repeated word is labelled by its occurrence, e.g. \"a (2)\" for the second \"a\"."))
     return sections
 
 
@@ -107,14 +120,29 @@ def run_sections(run_dir: str | Path) -> tuple[dict, list[Section]]:
         if (run_dir / name / "part.json").is_file():
             sections.extend(build(run_dir / name))
     for i, section in enumerate(sections):
+        if section.figure is None:
+            continue
         with atomic_path(run_dir / "figures" / f"{i:02d}.json") as tmp:
             tmp.write_text(section.figure.to_json())
     return record, sections
 
 
+SCENE_INPUTS = ("scenes", "objects", "split")
+
+
 def run_settings(record: dict) -> dict:
-    """What the dashboard shows of a run's record: settings, versions, seconds per part."""
-    return {**record["settings"], "versions": record["versions"], "seconds": {n: p["seconds"] for n, p in record["parts"].items()}}
+    """What the dashboard shows of a run's record: the settings the run used (unset options
+    left out, the inputs it actually had), the model as run, versions, seconds per part."""
+    settings = {key: value for key, value in record["settings"].items()}
+    inputs = {k: v for k, v in settings.get("inputs", {}).items() if v not in (None, [], "")}
+    if inputs.get("prompts"):
+        inputs = {k: v for k, v in inputs.items() if k not in SCENE_INPUTS}
+    elif not inputs.get("scenes"):
+        inputs = {}
+    settings["inputs"] = inputs
+    settings["model"] = {k: v for k, v in settings.get("model", {}).items() if v not in (None, [])}
+    return {**settings, "model as run": record.get("model", {}), "versions": record["versions"],
+            "seconds": {n: p["seconds"] for n, p in record["parts"].items()}}
 
 
 def write_run_dashboard(run_dir: str | Path) -> Path:

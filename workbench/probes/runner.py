@@ -16,6 +16,7 @@ import json
 import platform
 import time
 from datetime import datetime, timezone
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -59,50 +60,87 @@ def read_record(run_dir: str | Path) -> dict:
     return record
 
 
-def _open_run(run_dir: Path, probe: Probe, text: str) -> dict:
-    """The run record to continue, or a new one; refuses another version's or probe's run."""
-    versions = _versions()
-    if (run_dir / "run.json").exists():
-        record = read_record(run_dir)
-        if record["versions"]["workbench"] != versions["workbench"]:
-            raise RunDirectoryError(
-                f"{run_dir} was written by workbench {record['versions']['workbench']}, this is {versions['workbench']}; "
-                "results of two versions are not mixed: choose a new --out or delete the folder"
-            )
-        if record["fingerprint"] != probe.fingerprint():
-            raise RunDirectoryError(
-                f"{run_dir} holds a run of probe {record['settings']['name']!r} with other settings; "
-                "choose a new --out or delete the folder"
-            )
-        return record
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise RunDirectoryError(f"{run_dir} exists, is not empty and has no run.json; choose a new --out")
+def _existing_record(run_dir: Path, probe: Probe) -> dict | None:
+    """The record of the run to continue in `run_dir` (None for a new run); refuses another
+    version's or probe's run and a folder that is not a run. Reads only."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirectoryError(f"{run_dir} is a file, not a folder; choose a new --out")
+    if not (run_dir / "run.json").exists():
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise RunDirectoryError(f"{run_dir} exists, is not empty and has no run.json; choose a new --out")
+        return None
+    record = read_record(run_dir)
+    version = _versions()["workbench"]
+    if record["versions"]["workbench"] != version:
+        raise RunDirectoryError(
+            f"{run_dir} was written by workbench {record['versions']['workbench']}, this is {version}; "
+            "results of two versions are not mixed: choose a new --out or delete the folder"
+        )
+    if record["fingerprint"] != probe.fingerprint():
+        raise RunDirectoryError(
+            f"{run_dir} holds a run of probe {record['settings']['name']!r} with other settings; "
+            "choose a new --out or delete the folder"
+        )
+    return record
+
+
+def _check_same_model(run_dir: Path, record: dict, model: dict) -> None:
+    before = [e["sha256"] for e in record.get("model", {}).get("embeddings", [])]
+    if before != [e["sha256"] for e in model["embeddings"]]:
+        raise RunDirectoryError(f"{run_dir} was run with other contents of the learned-word files; choose a new --out or delete the folder")
+
+
+def _new_record(run_dir: Path, probe: Probe, model: dict) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "probe.toml").write_text(text, encoding="utf-8")
+    (run_dir / "probe.toml").write_text(probe.text, encoding="utf-8")
     record = {
         "format": RUN_FORMAT, "probe_file": probe.source, "fingerprint": probe.fingerprint(), "seed": probe.seed,
-        "settings": probe.settings(), "versions": versions, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "parts": {},
+        "settings": probe.settings(), "model": model, "versions": _versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "parts": {},
     }
     _write_record(run_dir, record)
     return record
 
 
-def run_probe(probe_file: str | Path, out: str | Path, dashboard: bool = True) -> Path:
+def run_probe(probe: str | Path | Probe, out: str | Path, pipe=None, dashboard: bool = True) -> Path:
     """Run every analysis of the probe into `out` (resuming a previous run there).
+
+    The model is loaded and every section checked against it before anything is written, so
+    a probe that cannot run leaves no folder behind and its corrected rerun is not blocked.
+
+    Args:
+        probe: a probe file, or a `Probe` from `parse_probe(text)`.
+        out: the run directory.
+        pipe: a pipeline already in memory (learned words inserted, LoRA loaded, ...), used
+            instead of [model] pipeline and embeddings; a notebook user gets the same run
+            directory and dashboard as `workbench run`.
+        dashboard: write RUN_DIR/dashboard.html at the end.
 
     Returns:
         The run directory.
 
     Raises:
-        FileNotFoundError, ProbeError: the probe file is missing or malformed.
+        FileNotFoundError, ProbeError: the probe file is missing or malformed, or a section
+            cannot run on the model (says why).
         RunDirectoryError: `out` holds another version's or another probe's results.
+
+    Example:
+        >>> run_probe(parse_probe(open("probe.toml").read(), "probe.toml"), "runs/mine", pipe=my_pipe)
     """
-    probe = load_probe(probe_file)
+    probe = probe if isinstance(probe, Probe) else load_probe(probe)
+    if pipe is not None:  # the run is of this object, not of the folder the probe names
+        probe = replace(probe, model={**probe.model, "pipeline": f"in memory: {type(pipe).__name__}", "embeddings": []})
     run_dir = Path(out)
-    record = _open_run(run_dir, probe, Path(probe_file).read_text(encoding="utf-8"))
-    ctx = Context(probe, run_dir)
+    record = _existing_record(run_dir, probe)
+    ctx = Context(probe, run_dir, given_pipe=pipe)
     todo = [name for name in probe.analyses if not (run_dir / name / "part.json").is_file()]
+    if todo:
+        ctx.check(todo)
+        model = ctx.model_record()
+        if record is not None:
+            _check_same_model(run_dir, record, model)
+        else:
+            record = _new_record(run_dir, probe, model)
     for name in tqdm(todo, desc=f"probe {probe.name}", unit="analysis"):
         tic = time.perf_counter()
         with atomic_path(run_dir / name) as tmp:

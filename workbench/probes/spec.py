@@ -2,15 +2,19 @@
 
     name = "concept-leakage"
     seed = 0
-    [model]       pipeline, device, steps, guidance_scale
-    [inputs]      prompts = [...]  or  scenes = 8, objects = 2, split = "test"
+    [model]       pipeline, embeddings, device, dtype, steps, guidance_scale, height, width,
+                  negative_prompt
+    [inputs]      prompts = [...] (masks = "folder")  or  scenes = 8, objects = 2, split = "test"
     [attention]   layers, per_step                 (trace + overlap + leakage)
     [primary_auxiliary] encoder, images, template   (which learned word carries what)
     [tcav]        target, concepts, layers, examples, random_runs, timestep, method, alpha
     [projection]  bank, metric, neighbors
 
-A section that is present runs; its absent keys take the defaults below. An unknown key or a
-value of the wrong type is an error naming the file, the line, the key and what is accepted.
+A section that is present runs; its absent keys take the defaults below (an absent
+`guidance_scale`, `height` or `width` is the pipeline's own). An unknown key or a value of the
+wrong type is an error naming the file, the line, the key and what is accepted. What depends on
+the model (files, whether a section can run on it) is checked by the runner, also before
+anything is written.
 """
 
 from __future__ import annotations
@@ -28,22 +32,31 @@ class ProbeError(ValueError):
     """A probe file that cannot be run as written."""
 
 
-# section -> key -> (accepted types, default, what it means); None as a default means required.
+REQUIRED = object()  # a key without a default
+DTYPES = ("float32", "float16", "bfloat16")
+
+# section -> key -> (accepted types, default, what it means); a default of None means unset
+# (the pipeline's own value, or no such input).
 SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
     "": {
-        "name": ((str,), None, "a short name for the probe"),
+        "name": ((str,), REQUIRED, "a short name for the probe"),
         "description": ((str,), "", "what question the probe answers"),
         "seed": ((int,), 0, "seed for scenes and generation"),
     },
     "model": {
         "pipeline": ((str,), "shapes", '"shapes" or the folder of a diffusers pipeline'),
+        "embeddings": ((list,), [], "learned-word files inserted before the run (diffusers, A1111, kohya)"),
         "device": ((str,), "cpu", '"cpu" or "cuda"'),
+        "dtype": ((str,), "float32", '"float32", "float16" or "bfloat16"'),
         "steps": ((int,), 20, "denoising steps"),
-        # = models.shapes_pipeline.DEFAULT_GUIDANCE_SCALE (tested); spec.py stays free of torch imports
-        "guidance_scale": ((int, float), 1.5, "classifier-free guidance scale"),
+        "guidance_scale": ((int, float), None, "classifier-free guidance scale (default: the pipeline's own)"),
+        "height": ((int,), None, "image height in pixels (default: the pipeline's own)"),
+        "width": ((int,), None, "image width in pixels (default: the pipeline's own)"),
+        "negative_prompt": ((str,), None, "the negative prompt of every generation"),
     },
     "inputs": {
         "prompts": ((list,), [], "prompts to generate (any model)"),
+        "masks": ((str,), None, "folder of region masks named <prompt>_<region>.png, for leakage on your prompts"),
         "scenes": ((int,), 0, "number of held-out ShapesWorld scenes whose captions are used"),
         "objects": ((int,), 2, "objects per ShapesWorld scene (1 or 2)"),
         "split": ((str,), "test", '"train" or "test" (held-out factor combinations)'),
@@ -77,6 +90,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
 ANALYSES = ("attention", "primary_auxiliary", "tcav", "projection")
 CHOICES = {
     ("inputs", "split"): ("train", "test"),
+    ("model", "dtype"): DTYPES,
     ("tcav", "method"): ("sgd", "logistic", "mean_difference"),
     ("projection", "bank"): ("vocabulary", "learned-words"),
     ("projection", "metric"): ("cosine", "euclidean"),
@@ -94,6 +108,7 @@ class Probe:
     inputs: dict[str, Any]
     analyses: dict[str, dict[str, Any]]  # only the sections present, in run order
     source: str = field(default="", compare=False)
+    text: str = field(default="", compare=False, repr=False)  # the TOML as written
 
     def settings(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "seed": self.seed, "model": self.model, "inputs": self.inputs, **self.analyses}
@@ -159,7 +174,7 @@ def _check_section(path: str, text: str, section: str, values: dict[str, Any]) -
         checked[key] = value
     for key, (_, default, meaning) in schema.items():
         if key not in checked:
-            if default is None:
+            if default is REQUIRED:
                 raise ProbeError(f"{path}: {label} needs {key!r} ({meaning})")
             checked[key] = default
     return checked
@@ -191,7 +206,15 @@ def parse_probe(text: str, path: str = "<probe>") -> Probe:
         raise ProbeError(f"{_where(path, text, 'inputs', 'objects')}: [inputs] objects must be 1 or 2, got {inputs['objects']}")
     if analyses.get("projection", {}).get("bank") == "learned-words" and "primary_auxiliary" not in analyses:
         raise ProbeError(f"{_where(path, text, 'projection', 'bank')}: bank = \"learned-words\" needs a [primary_auxiliary] section")
-    return Probe(name=head["name"], description=head["description"], seed=head["seed"], model=model, inputs=inputs, analyses=analyses, source=path)
+    if inputs["prompts"] and inputs["scenes"]:
+        raise ProbeError(f"{_where(path, text, 'inputs', 'scenes')}: [inputs] takes prompts = [...] or scenes = N, not both")
+    if inputs["masks"] is not None and not inputs["prompts"]:
+        raise ProbeError(f"{_where(path, text, 'inputs', 'masks')}: [inputs] masks are regions of your prompts' images; give prompts = [...] too")
+    for key in ("height", "width", "steps"):
+        if model[key] is not None and model[key] < 1:
+            raise ProbeError(f"{_where(path, text, 'model', key)}: [model] {key} must be at least 1, got {model[key]}")
+    return Probe(name=head["name"], description=head["description"], seed=head["seed"], model=model, inputs=inputs, analyses=analyses,
+                 source=path, text=text)
 
 
 def load_probe(path: str | Path) -> Probe:

@@ -23,10 +23,11 @@ p.note { color: #555; }
 
 @dataclass(frozen=True)
 class Section:
-    """A heading, an optional note (plain text) and a figure."""
+    """A heading, an optional note (plain text) and a figure (None: the note alone, e.g. why
+    an analysis has nothing to show)."""
 
     heading: str
-    figure: go.Figure
+    figure: go.Figure | None
     note: str = ""
 
 
@@ -52,6 +53,8 @@ def render_dashboard(title: str, sections: Sequence[Section], settings: Mapping[
         parts.append(f"<h2>{html.escape(section.heading)}</h2>")
         if section.note:
             parts.append(f"<p class='note'>{html.escape(section.note)}</p>")
+        if section.figure is None:
+            continue
         # figure JSON is escaped by plotly for a <script> context (no raw "</script>")
         parts.append(section.figure.to_html(full_html=False, include_plotlyjs=False, div_id=f"figure-{i}"))
     parts.append("</body></html>")

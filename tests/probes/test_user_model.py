@@ -1,0 +1,122 @@
+"""Probes on a user's Stable Diffusion: a folder with learned-word files in each format, masks
+for leakage, a pipeline object already in memory, and refusals before anything is written."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from workbench.models.embeddings import insert_embeddings, read_embeddings
+from workbench.models.random_pipelines import build_random_pipeline, save_random_pipeline
+from workbench.probes import ProbeError, parse_probe, run_probe
+
+WIDTH = 32  # the random pipelines' text width
+PROMPTS = ["a <cat-toy> on a sofa, a dog", "mystyle of a S* and a kword"]
+
+
+@pytest.fixture(scope="module")
+def user_files(tmp_path_factory):
+    """An SD 1.5-architecture folder (BPE tokenizer) and learned words in four formats."""
+    root = tmp_path_factory.mktemp("user")
+    pipeline = save_random_pipeline("sd15", root, tokenizer="bpe")
+    save_file({"<cat-toy>": torch.randn(WIDTH)}, root / "learned_embeds.safetensors")
+    torch.save({"S*": torch.randn(3, WIDTH)}, root / "learned_embeds.bin")
+    torch.save({"string_to_param": {"*": torch.randn(2, WIDTH)}, "name": "mystyle"}, root / "a1111.pt")
+    save_file({"emb_params": torch.randn(1, WIDTH)}, root / "kword.safetensors")  # kohya: the token is the file's stem
+    return root, pipeline
+
+
+def probe_text(pipeline, root, extra_model="", extra_inputs="", sections="[attention]\n"):
+    files = [root / "learned_embeds.safetensors", root / "learned_embeds.bin", root / "a1111.pt", root / "kword.safetensors"]
+    return (
+        f'name = "mine"\nseed = 3\n[model]\npipeline = "{pipeline}"\nembeddings = {json.dumps([str(f) for f in files])}\n'
+        f'steps = 2\nheight = 64\nwidth = 64\nnegative_prompt = "blurry"\n{extra_model}'
+        f"[inputs]\nprompts = {json.dumps(PROMPTS)}\n{extra_inputs}{sections}"
+    )
+
+
+def write_masks(folder, names_by_prompt, size=64):
+    folder.mkdir()
+    for prompt, names in names_by_prompt.items():
+        for i, name in enumerate(names):
+            mask = np.zeros((size, size), np.uint8)
+            mask[:, i * 16 : (i + 1) * 16] = 255  # disjoint vertical bands
+            Image.fromarray(mask).save(folder / f"{prompt}_{name}.png")
+    return folder
+
+
+def test_a_probe_on_a_folder_with_learned_words_and_masks(user_files, tmp_path):
+    root, pipeline = user_files
+    # masks name words without the characters file names cannot hold: <cat-toy> -> cat-toy, S* -> S
+    masks = write_masks(tmp_path / "masks", {0: ["cat-toy", "dog", "background"], 1: ["S", "mystyle"]})
+    text = probe_text(pipeline, root, extra_inputs=f'masks = "{masks}"\n', sections="[attention]\n[projection]\nneighbors = 5\n")
+    (tmp_path / "mine.toml").write_text(text)
+    run = run_probe(tmp_path / "mine.toml", tmp_path / "run")
+    record = json.loads((run / "run.json").read_text())
+    model = record["model"]
+    assert model["generation"]["guidance_scale"] == 7.5  # Stable Diffusion's own default
+    assert model["generation"]["negative_prompt"] == "blurry" and model["generation"]["height"] == 64
+    assert [e["sha256"] for e in model["embeddings"]] and all(len(e["sha256"]) == 64 for e in model["embeddings"])
+    assert {"<cat-toy>", "S*", "S*_1", "mystyle", "kword"} <= set(model["learned_tokens"])
+    leakage = pd.read_parquet(run / "attention" / "leakage.parquet")
+    cat = leakage[leakage.word == "<cat-toy>"]
+    assert set(cat.region) == {"cat-toy", "dog", "background"} and set(cat.own_region) == {"cat-toy"}
+    assert np.allclose(cat.area, 0.25) and 0 < cat.mass.sum() <= 1 + 1e-6  # three disjoint bands of a quarter each
+    localisation = pd.read_parquet(run / "attention" / "localisation.parquet")
+    assert {"<cat-toy>", "dog", "S*", "mystyle"} == set(localisation.word)
+    points = pd.read_parquet(run / "projection" / "points.parquet")
+    assert "learned word" in set(points.kind)
+    page = (run / "dashboard.html").read_text()
+    assert "Where attention mass goes" in page and "&lt;cat-toy&gt;" in page
+    assert '"scenes"' not in page  # the inputs table shows the inputs the run had
+
+
+def test_a_probe_on_a_pipeline_in_memory(tmp_path):
+    pipe = build_random_pipeline("sd15", tmp_path, tokenizer="bpe")  # plain diffusers, built by the user
+    pipe.set_progress_bar_config(disable=True)
+    save_file({"<cat-toy>": torch.randn(WIDTH)}, tmp_path / "cat.safetensors")
+    insert_embeddings(pipe, read_embeddings(tmp_path / "cat.safetensors"))
+    probe = parse_probe('name = "notebook"\n[model]\nsteps = 2\nheight = 64\nwidth = 64\n'
+                        '[inputs]\nprompts = ["a <cat-toy> on a sofa"]\n[attention]\n', "notebook")
+    run = run_probe(probe, tmp_path / "run", pipe=pipe)
+    record = json.loads((run / "run.json").read_text())
+    assert record["model"]["in_memory"] and record["model"]["class"] == "StableDiffusionPipeline"
+    assert record["settings"]["model"]["pipeline"] == "in memory: StableDiffusionPipeline"
+    assert "&lt;cat-toy&gt;" in (run / "dashboard.html").read_text()
+    page = (run / "dashboard.html").read_text()
+    assert "Leakage and localisation: not scored" in page and "masks" in page  # says why, not silently dropped
+    assert (run / "probe.toml").read_text().startswith('name = "notebook"')
+
+
+def test_sdxl_folder_with_a_two_encoder_word(tmp_path):
+    pipeline = save_random_pipeline("sdxl", tmp_path, tokenizer="bpe")
+    save_file({"clip_l": torch.randn(2, WIDTH), "clip_g": torch.randn(2, WIDTH)}, tmp_path / "mv.safetensors")
+    (tmp_path / "xl.toml").write_text(
+        f'name = "xl"\n[model]\npipeline = "{pipeline}"\nembeddings = ["{tmp_path / "mv.safetensors"}"]\nsteps = 2\nheight = 64\nwidth = 64\n'
+        '[inputs]\nprompts = ["a mv dog"]\n[attention]\n')
+    run = run_probe(tmp_path / "xl.toml", tmp_path / "run", dashboard=False)
+    record = json.loads((run / "run.json").read_text())
+    assert record["model"]["generation"]["guidance_scale"] == 5.0  # SDXL's own default
+    assert {"mv", "mv_1"} <= set(record["model"]["learned_tokens"])
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t + "[tcav]\n", r"\[tcav\] runs ShapesWorld concept sets .* cannot run on this StableDiffusionPipeline"),
+    (lambda t: t + "[primary_auxiliary]\n", r"\[primary_auxiliary\] runs the ShapesWorld word encoder"),
+    (lambda t: t.replace("[inputs]\n", '[inputs]\nmasks = "MASKS"\n'), r"no masks for prompt\(s\) \[1\]"),
+    (lambda t: t.replace("a1111.pt", "wide.safetensors"), r"'<wide>' \(from .*wide.safetensors\) has width 768"),
+    (lambda t: t.replace('pipeline = "', 'pipeline = "/nowhere'), "neither an embedded model"),
+])
+def test_what_cannot_run_is_refused_before_anything_is_written(user_files, tmp_path, change, message):
+    root, pipeline = user_files
+    save_file({"<wide>": torch.randn(768)}, tmp_path / "wide.safetensors")
+    text = change(probe_text(pipeline, root)).replace(str(root / "wide.safetensors"), str(tmp_path / "wide.safetensors"))
+    text = text.replace("MASKS", str(write_masks(tmp_path / "masks", {0: ["dog"]})))
+    (tmp_path / "p.toml").write_text(text)
+    with pytest.raises(ProbeError, match=message):
+        run_probe(tmp_path / "p.toml", tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # so the corrected probe runs into the same folder

@@ -1,0 +1,113 @@
+"""Regions of generated images, for leakage and localisation: where each word *should* attend.
+
+A region source is called once per generated image, after generation, and returns the image's
+`Regions` (or None when it knows none for that prompt). Two come with the product:
+
+- `mask_folder(folder)`: masks the user drew or segmented, one image file per prompt and
+  region, named `<prompt>_<region>.png` (prompt: its 0-based index in the probe's prompts;
+  region: a name). A word names a region when the region's name is the word with the
+  characters that file names cannot hold (`<>:"/\\|?*`) left out: `0_<cat-toy>.png` cannot be
+  written, `0_cat-toy.png` is the region of `<cat-toy>` in prompt 0; `0_background.png` is
+  the background. Masks are read as white = inside (any mode; alpha counts as inside when
+  present) and resized to the image with nearest-neighbour sampling.
+- the embedded ShapesWorld's palette segmentation of its captions (`world.regions`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ..capture.tokens import WordSpan
+
+MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+UNSAFE_IN_FILE_NAMES = re.compile(r'[<>:"/\\|?*]')
+
+
+class MaskFolderError(ValueError):
+    """A mask folder that does not fit the prompts (names the file, prompt and region)."""
+
+
+@dataclass(frozen=True)
+class Regions:
+    """The known regions of one generated image.
+
+    masks: region name -> (y, x) bool mask at the image's size, or None for a region the
+        prompt names but the image does not show (e.g. an object drawn in the wrong colour).
+    words: (word, occurrence) -> (role, region name): the region each word should attend to,
+        for the words that name one; `role` groups words in tables ("color", or the word).
+    """
+
+    masks: dict[str, np.ndarray | None]
+    words: dict[tuple[str, int], tuple[str, str]]
+
+
+# (prompt index, prompt text, its word spans, generated image (y, x, 3) uint8) -> regions or None
+RegionSource = Callable[[int, str, Sequence[WordSpan], np.ndarray], "Regions | None"]
+
+
+def file_name_of(word: str) -> str:
+    """The region name a word's mask file carries: the word without `<>:"/\\|?*`."""
+    return UNSAFE_IN_FILE_NAMES.sub("", word)
+
+
+def _read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            image.load()
+            alpha = image.getchannel("A") if "A" in image.getbands() else None
+            gray = image.convert("L") if alpha is None else alpha
+            gray = gray.resize((size[1], size[0]), Image.Resampling.NEAREST)
+    except (UnidentifiedImageError, OSError) as error:
+        raise MaskFolderError(f"{path}: not a readable image ({error})") from None
+    return np.asarray(gray) > 127
+
+
+def _index_mask_folder(folder: Path, n_prompts: int) -> dict[int, dict[str, Path]]:
+    """prompt -> region -> file, checked: every file named `<prompt>_<region>`, every prompt
+    in range and with at least one mask."""
+    if not folder.is_dir():
+        raise MaskFolderError(f"mask folder {folder} does not exist or is not a folder")
+    found: dict[int, dict[str, Path]] = {p: {} for p in range(n_prompts)}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith("."):
+            continue
+        match = re.fullmatch(r"(\d+)_(.+)", path.stem)
+        if path.suffix.lower() not in MASK_SUFFIXES or match is None:
+            raise MaskFolderError(
+                f"{path}: expected mask files named <prompt>_<region>.png (e.g. 0_cat.png, 0_background.png), "
+                f"with one of the suffixes {', '.join(MASK_SUFFIXES)}"
+            )
+        prompt, region = int(match.group(1)), match.group(2)
+        if prompt >= n_prompts:
+            raise MaskFolderError(f"{path}: prompt {prompt} does not exist; the probe has {n_prompts} prompt(s), numbered from 0")
+        if region in found[prompt]:
+            raise MaskFolderError(f"{path}: prompt {prompt} has two masks for region {region!r} ({found[prompt][region].name})")
+        found[prompt][region] = path
+    missing = [p for p, regions in found.items() if not regions]
+    if missing:
+        raise MaskFolderError(f"mask folder {folder} has no masks for prompt(s) {missing}; expected files such as {missing[0]}_<region>.png")
+    return found
+
+
+def mask_folder(folder: str | Path, prompts: Sequence[str]) -> RegionSource:
+    """A region source reading `folder` (see the module docstring); the folder is checked now.
+
+    Raises:
+        MaskFolderError: a missing folder, a file not named `<prompt>_<region>` with an image
+            suffix, a prompt out of range, two masks of one region, or a prompt without masks.
+    """
+    folder = Path(folder)
+    files = _index_mask_folder(folder, len(prompts))
+
+    def regions(prompt: int, text: str, spans: Sequence[WordSpan], image: np.ndarray) -> Regions:
+        masks = {region: _read_mask(path, image.shape[:2]) for region, path in files[prompt].items()}
+        words = {(s.word, s.occurrence): (s.word, file_name_of(s.word)) for s in spans if file_name_of(s.word) in masks}
+        return Regions(masks, words)
+
+    return regions
