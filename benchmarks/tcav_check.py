@@ -59,7 +59,7 @@ from workbench.concepts import (
     run_tcav,
     run_tcav_results,
 )
-from workbench.concepts.targets import classifier_logit
+from workbench.concepts.targets import classifier_logit, classifier_logits
 from workbench.files import atomic_path
 from workbench.models.classifier import ShapesClassifier
 from workbench.models.loading import embedded_path, load_pipeline
@@ -190,7 +190,8 @@ def main() -> None:
                 from_query("blue", "color=blue", args.size, seed=args.seed + 2)]
     randoms = random_sets(args.random, args.size, seed=args.seed)
     pooled = [f"pooled.{layer}" for layer in layers]  # captum's names for our mean-pooled layers
-    model = TargetModel(pipe, classifier, target[0], pooled=layers).eval()
+    model = TargetModel(pipe, classifier_logits(classifier, target[0]), pooled=layers).eval()
+    score = classifier_logit(classifier, *target)
     target_index = classifier.heads[target[0]].index(target[1])
     captum_inputs = model.inputs(inputs.images, inputs.prompts, args.timestep, args.seed)
     c_concepts = captum_concepts(model, concepts, args.timestep, args.seed)
@@ -198,7 +199,7 @@ def main() -> None:
     for i, c in enumerate(c_randoms):
         c.id = len(c_concepts) + i
     sets = experimental_sets(c_concepts, c_randoms)
-    gradients_at(pipe, layers, inputs.images[:4], inputs.prompts[:4], classifier_logit(classifier, *target), args.timestep)  # warm-up
+    gradients_at(pipe, layers, inputs.images[:4], inputs.prompts[:4], score, args.timestep)  # warm-up
 
     work = Path(tempfile.mkdtemp(prefix="tcav-check-"))
 
@@ -208,7 +209,7 @@ def main() -> None:
         return tcav.interpret(captum_inputs, sets, target=target_index)
 
     def ours_run():
-        out = run_tcav_results(pipe, classifier, target, inputs, concepts, randoms, layers, timestep=args.timestep,
+        out = run_tcav_results(pipe, score, inputs, concepts, randoms, layers, timestep=args.timestep,
                                seed=args.seed, cache_dir=work / "ours")
         return out, results_frame(out)
 
@@ -221,7 +222,6 @@ def main() -> None:
         (results, frame), ours_time = timed(ours_run)
         # the UNet passes alone (activations of every set from cold, and the inputs' gradients):
         # what any TCAV of this model must compute, captum included
-        score = classifier_logit(classifier, *target)
         _, forward_time = timed(lambda: (
             layer_activations(pipe, concepts + randoms, layers, args.timestep, args.seed),
             gradients_at(pipe, layers, inputs.images, inputs.prompts, score, args.timestep, args.seed)))
@@ -255,10 +255,10 @@ def main() -> None:
 
         # planted: "red" at the planted layer, tested alone; then random sets posing as concepts
         # there: how often is a non-concept flagged? (the random sets' activations come from the cache)
-        planted = run_tcav(pipe, classifier, target, inputs, concepts[:1], randoms, [args.layer], timestep=args.timestep,
+        planted = run_tcav(pipe, score, inputs, concepts[:1], randoms, [args.layer], timestep=args.timestep,
                            seed=args.seed, cache_dir=work / "ours")
         posing = random_sets(args.posing, args.size, seed=args.seed + 777, prefix="posing")
-        null_results = run_tcav_results(pipe, classifier, target, inputs, posing, randoms, [args.layer],
+        null_results = run_tcav_results(pipe, score, inputs, posing, randoms, [args.layer],
                                         timestep=args.timestep, seed=args.seed, cache_dir=work / "ours")
         null = results_frame(null_results)
     finally:

@@ -37,20 +37,28 @@ def test_activations_are_cached_and_reused(tiny_shapes, tmp_path):
     assert text.shape == (4, 16)
 
 
-def test_text_concepts_cannot_feed_the_unet(tiny_shapes):
-    words = ConceptSet("words", prompts=("a large red circle on a gray background",) * 2)
-    with pytest.raises(ValueError, match="needs images with prompts"):
-        concept_activations(tiny_shapes, words, "unet.mid_block")
+def test_text_concepts_reach_the_unet_through_their_conditioning_alone(tiny_shapes):
+    red = ConceptSet("red", prompts=("a large red circle on a gray background",) * 2)
+    blue = ConceptSet("blue", prompts=("a large blue circle on a gray background",) * 2)
+    a, b = (concept_activations(tiny_shapes, c, "unet.mid_block") for c in (red, blue))
+    again = concept_activations(tiny_shapes, ConceptSet("red again", prompts=red.prompts), "unet.mid_block")
+    assert torch.equal(a, again) and not torch.allclose(a, b, atol=1e-3)  # the same seeded noise: only the prompt differs
+    images = ConceptSet("images", images=from_query("x", "", 3, seed=1).images)
+    assert concept_activations(tiny_shapes, images, "unet.mid_block").shape == (3, a.shape[1])  # images without prompts: the empty prompt
+    with pytest.raises(ValueError, match="has no prompts, which the text-encoder module"):
+        concept_activations(tiny_shapes, images, "text_encoder.encoder")
     with pytest.raises(ValueError, match="unet has no child 'mid'"):
-        concept_activations(tiny_shapes, words, "unet.mid")
+        concept_activations(tiny_shapes, red, "unet.mid")
 
 
 def test_run_tcav_end_to_end_on_a_tiny_model(tiny_shapes):
     from workbench.concepts.run import run_tcav
     from workbench.models.classifier import ShapesClassifier
 
+    from workbench.concepts import classifier_logit
+
     frame = run_tcav(
-        tiny_shapes, ShapesClassifier().eval(), ("color", "red"),
+        tiny_shapes, classifier_logit(ShapesClassifier().eval(), "color", "red"),
         inputs=from_query("inputs", "color=red", 6, seed=5),
         concepts=[from_query("red", "color=red", 8, seed=1), from_query("blue", "color=blue", 8, seed=2)],
         random=random_sets(3, 8, seed=3),
@@ -58,8 +66,8 @@ def test_run_tcav_end_to_end_on_a_tiny_model(tiny_shapes):
     )
     assert len(frame) == 4 and set(frame.layer) == {"unet.mid_block", "unet.up_blocks.1"}
     assert frame.score.between(0, 1).all() and frame.p_value.between(0, 1).all()
-    with pytest.raises(ValueError, match="no class 'teal'"):
-        run_tcav(tiny_shapes, ShapesClassifier(), ("color", "teal"), from_query("i", "", 2), [], random_sets(2, 4), ["unet.mid_block"])
+    with pytest.raises(ValueError, match="are embeddings; the explained inputs need images"):
+        run_tcav(tiny_shapes, lambda x: x.mean((1, 2, 3)), ConceptSet("e", embeddings=torch.zeros(2, 3)), [], random_sets(2, 4), ["unet.mid_block"])
 
 
 def test_many_concepts_and_modules_in_shared_passes_that_stop_early(tiny_shapes, tmp_path):

@@ -2,7 +2,8 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from workbench.concepts.targets import TargetModel, classifier_logit, gradients_at, layer_gradients, x0_hat
+from workbench.concepts.pipeline_io import clean_estimate
+from workbench.concepts.targets import TargetModel, classifier_logit, classifier_logits, gradients_at, layer_gradients
 from workbench.models.classifier import ShapesClassifier
 from workbench.world.scenes import scenes_to_tensor
 from workbench.world import sample_scenes
@@ -53,8 +54,8 @@ def test_unknown_classes_heads_and_modules_are_named(setup):
         classifier_logit(classifier, "color", "teal")
     with pytest.raises(ValueError, match="no head 'texture'"):
         classifier_logit(classifier, "texture", "red")
-    with pytest.raises(ValueError, match="need a UNet module"):
-        layer_gradients(pipe, "text_encoder.encoder", images, prompts, lambda x: x.sum())
+    with pytest.raises(ValueError, match=r"the target returned \(\); expected one scalar per input, a tensor of shape \(4,\)"):
+        layer_gradients(pipe, "unet.mid_block", images, prompts, lambda x: x.sum())
     with pytest.raises(ValueError, match="unet has no child 'middle'"):
         layer_gradients(pipe, "unet.middle", images, prompts, lambda x: x.sum())
 
@@ -88,30 +89,30 @@ def test_gradients_with_frozen_weights(setup):
 def test_target_model_is_the_target_and_its_pooled_layers_are_ours(setup):
     pipe, classifier, images, prompts = setup
     layers = ["unet.mid_block", "unet.up_blocks.1"]
-    model = TargetModel(pipe, classifier, "color", pooled=layers)
-    noisy, t, ids = model.inputs(images, prompts, timestep=300, seed=2)
+    model = TargetModel(pipe, classifier_logits(classifier, "color"), pooled=layers)
+    inputs = model.inputs(images, prompts, timestep=300, seed=2)
     red = classifier.heads["color"].index("red")
     ours = gradients_at(pipe, layers, images, prompts, classifier_logit(classifier, "color", "red"), timestep=300, seed=2)
     # the same function of the inputs, and the pooled layers give our activations and gradients
     kept = {}
     handles = [model.pooled.unet.mid_block.register_forward_hook(lambda m, i, o: kept.setdefault("mid", o))]
     with torch.enable_grad():
-        logits = model(noisy, t, ids)
+        logits = model(*inputs)
     handles[0].remove()
     assert logits.shape == (4, len(classifier.heads["color"]))
     assert torch.allclose(kept["mid"], ours["unet.mid_block"][0], atol=1e-6)
     captum_attr = pytest.importorskip("captum.attr")
     for layer in layers:
         tap = model.get_submodule(f"pooled.{layer}")
-        grads = captum_attr.LayerGradientXActivation(model, tap, multiply_by_inputs=False).attribute((noisy, t, ids), target=red)
+        grads = captum_attr.LayerGradientXActivation(model, tap, multiply_by_inputs=False).attribute(inputs, target=red)
         assert torch.allclose(grads, ours[layer][1], atol=1e-6, rtol=1e-4)
         block = model.get_submodule(layer)
-        full = captum_attr.LayerGradientXActivation(model, block, multiply_by_inputs=False).attribute((noisy, t, ids), target=red)
+        full = captum_attr.LayerGradientXActivation(model, block, multiply_by_inputs=False).attribute(inputs, target=red)
         assert torch.allclose(full.sum((2, 3)), ours[layer][1], atol=1e-6, rtol=1e-4)
-    with pytest.raises(ValueError, match="only UNet modules"):
-        TargetModel(pipe, classifier, "color", pooled=["text_encoder.encoder"])
+    with pytest.raises(ValueError, match="only denoiser modules"):
+        TargetModel(pipe, classifier_logits(classifier, "color"), pooled=["text_encoder.encoder"])
     with pytest.raises(ValueError, match="no head 'texture'"):
-        TargetModel(pipe, classifier, "texture")
+        classifier_logits(classifier, "texture")
 
 
 def test_x0_hat_inverts_the_noising_known_answer():
@@ -120,7 +121,7 @@ def test_x0_hat_inverts_the_noising_known_answer():
     noise = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     t = torch.tensor([0, 250, 600, 900])
     noisy = scheduler.add_noise(images, noise, t)
-    assert torch.allclose(x0_hat(scheduler, noisy, noise, t), images, atol=1e-3)
+    assert torch.allclose(clean_estimate(scheduler, noisy, noise, t), images, atol=1e-3)
     # a noise estimate off by d moves the estimate by -d sqrt(1 - a) / sqrt(a)
     a = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
-    assert torch.allclose(x0_hat(scheduler, noisy, noise + 0.01, t), images - 0.01 * (1 - a).sqrt() / a.sqrt(), atol=1e-3)
+    assert torch.allclose(clean_estimate(scheduler, noisy, noise + 0.01, t), images - 0.01 * (1 - a).sqrt() / a.sqrt(), atol=1e-3)

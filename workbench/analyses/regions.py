@@ -24,8 +24,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..capture.tokens import WordSpan
-
-MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+from ..models.image_input import IMAGE_SUFFIXES as MASK_SUFFIXES
 UNSAFE_IN_FILE_NAMES = re.compile(r'[<>:"/\\|?*]')
 
 

@@ -1,9 +1,10 @@
 """Concepts: activation vectors (CAVs) and TCAV scores with significance tests."""
 
 from .cav import CAV, fit_cavs
-from .concept_sets import ConceptSet, concept_activations, from_query, layer_activations, random_sets
+from .concept_sets import ConceptSet, concept_activations, from_query, layer_activations, random_sets, sets_from_pool
+from .pipeline_io import encode_prompts
 from .run import run_tcav, run_tcav_results
-from .targets import TargetModel, classifier_logit, gradients_at, layer_gradients
+from .targets import LayerReadout, TargetModel, classifier_logit, classifier_logits, gradients_at, layer_gradients
 from .tcav import (
     TCAVResult,
     directional_derivatives,
@@ -17,11 +18,14 @@ from .tcav import (
 __all__ = [
     "CAV",
     "ConceptSet",
+    "LayerReadout",
     "TCAVResult",
     "TargetModel",
     "classifier_logit",
+    "classifier_logits",
     "concept_activations",
     "directional_derivatives",
+    "encode_prompts",
     "fit_cavs",
     "from_query",
     "gradients_at",
@@ -32,6 +36,7 @@ __all__ = [
     "results_frame",
     "run_tcav",
     "run_tcav_results",
+    "sets_from_pool",
     "sign_count_score",
     "tcav",
     "tcav_results",

@@ -1,9 +1,19 @@
 """Concept sets (named sets of examples) and their activations at a module, cached on disk.
 
-A concept is images with their captions (ShapesWorld factor queries such as `color=red`),
-prompts alone (text concepts), or given embeddings. Random sets are drawn the same way without
-the query. Activations are keyed by model, module, concept content, timestep and seed, written
-atomically as safetensors, and reused on the next run.
+A concept is images (a folder of the user's pictures, with or without prompts), prompts alone
+(text concepts), or given embeddings; ShapesWorld factor queries such as `color=red` make
+image concepts of the embedded world. Random sets are drawn from a pool the user gives (a
+folder, a prompt list) or from ShapesWorld. Activations are keyed by model, module, concept
+content, timestep and seed, written atomically as safetensors, and reused on the next run.
+
+How each kind of example reaches each kind of layer:
+- denoiser layers ("unet.*"): images go through the pipeline's VAE and are noised to the
+  timestep with seeded noise, conditioned on their prompts (the empty prompt when they have
+  none); prompt-only examples all see one seeded noise draw at that level on a blank latent,
+  so that only their conditioning differs;
+- text-encoder layers ("text_encoder.*", "text_encoder_2.*"): the prompts, encoded by the
+  pipeline's own encode_prompt (learned words and SDXL's two encoders included);
+- given embeddings are returned as they are, at every layer.
 """
 
 from __future__ import annotations
@@ -19,9 +29,11 @@ from safetensors.torch import load_file, save_file
 
 from ..capture.activations import first_tensor, pool_tensor, resolve_module
 from ..files import atomic_path
+from ..models.image_input import IMAGE_SUFFIXES, encoder_pixels
 from ..world.scenes import sample_scene, scenes_to_tensor
-from .targets import noised
 from ..world.vocabulary import FACTOR_VALUES
+from .pipeline_io import Conditioning, encode_prompts, predict
+from .targets import DENOISER, model_inputs
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,40 @@ class ConceptSet:
             raise ValueError(f"concept set {self.name!r} has {n} example(s); a concept needs at least 2")
         if self.images is not None and len(self.prompts) not in (0, len(self.images)):
             raise ValueError(f"concept set {self.name!r} has {len(self.images)} images but {len(self.prompts)} prompts")
+        if self.embeddings is not None and (self.embeddings.ndim != 2 or not torch.isfinite(self.embeddings).all()):
+            raise ValueError(f"concept set {self.name!r}: embeddings must be a finite (n, d) tensor, got shape {tuple(self.embeddings.shape)}")
+
+    @classmethod
+    def from_folder(cls, name: str, folder: str | Path, size: int, prompt: str = "") -> "ConceptSet":
+        """The images in `folder` (any mode; made RGB, shorter side resized to `size` and
+        centre-cropped), each conditioned on `prompt` at denoiser layers.
+
+        Args:
+            size: the side in pixels, e.g. the pipeline's resolution (512 for SD 1.5).
+
+        Raises:
+            ValueError: a missing folder, or fewer than two readable images (names the folder,
+                what was found, and any file that could not be read).
+        """
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise ValueError(f"concept {name!r}: {folder} is not a folder of images")
+        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if len(files) < 2:
+            found = ", ".join(sorted(f.name for f in folder.iterdir())[:10]) or "nothing"
+            raise ValueError(f"concept {name!r}: {folder} holds {len(files)} image file(s) ({', '.join(IMAGE_SUFFIXES)}); "
+                             f"a concept needs at least 2. Found: {found}")
+        try:
+            pixels = encoder_pixels(files, size)
+        except ValueError as error:
+            raise ValueError(f"concept {name!r}: {error}") from None
+        return cls(name, (prompt,) * len(files), pixels * 2 - 1)
+
+    def subset(self, name: str, index: Sequence[int]) -> "ConceptSet":
+        """The examples at `index` as a concept of its own."""
+        index = list(index)
+        pick = lambda tensor: None if tensor is None else tensor[index]  # noqa: E731
+        return ConceptSet(name, tuple(self.prompts[i] for i in index) if self.prompts else (), pick(self.images), pick(self.embeddings))
 
     def __len__(self) -> int:
         if self.embeddings is not None:
@@ -89,13 +135,36 @@ def random_sets(n_sets: int, size: int, seed: int = 0, image_size: int = 32, pre
     return [from_query(f"{prefix}{r}", "", size, seed=seed * 10_007 + r + 1, image_size=image_size) for r in range(n_sets)]
 
 
+def sets_from_pool(pool: ConceptSet, n_sets: int, size: int, seed: int = 0, prefix: str = "random") -> list[ConceptSet]:
+    """n_sets random concept sets of `size` examples each, drawn without replacement from a
+    pool the user gives (a folder of images, a prompt list), each with its own seed, named
+    prefix0, prefix1, ...
+
+    Raises:
+        ValueError: a pool smaller than `size`.
+    """
+    if size > len(pool):
+        raise ValueError(f"random sets of {size} examples need a pool of at least {size}; {pool.name!r} has {len(pool)}")
+    rng = np.random.default_rng(seed)
+    return [pool.subset(f"{prefix}{r}", rng.choice(len(pool), size, replace=False)) for r in range(n_sets)]
+
+
 def model_fingerprint(pipe) -> str:
-    """A cheap identity of the weights: the source folder and a hash of a few parameters."""
+    """A cheap identity of the weights: the source folder, a hash of a few parameters, and the
+    learned words (their tokens and vectors: inserting a word changes the activations)."""
     digest = hashlib.sha256(str(getattr(pipe, "name_or_path", "")).encode())
-    for component in (pipe.unet, pipe.text_encoder):
+    encoders = [getattr(pipe, name, None) for name in ("text_encoder", "text_encoder_2")]
+    for component in [pipe.unet] + [e for e in encoders if e is not None]:
         params = list(component.parameters())
         for p in (params[0], params[-1]):
             digest.update(p.detach().float().cpu().contiguous().numpy().tobytes()[:4096])
+    for name in ("tokenizer", "tokenizer_2"):
+        tokenizer = getattr(pipe, name, None)
+        if tokenizer is not None:
+            digest.update(repr(sorted(tokenizer.get_added_vocab().items())).encode())
+    for encoder in filter(None, encoders):
+        table = encoder.get_input_embeddings().weight
+        digest.update(table[-8:].detach().float().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
@@ -126,33 +195,31 @@ def _forward_until(modules: dict[str, torch.nn.Module], run) -> dict[str, torch.
     return kept
 
 
-def _contexts(pipe, prompts: Sequence[str], device) -> torch.Tensor:
-    """Text-encoder states for prompts, each distinct prompt encoded once."""
+def _conditioning(pipe, prompts: Sequence[str]) -> Conditioning:
+    """The pipeline's conditioning for prompts, each distinct prompt encoded once."""
     unique = list(dict.fromkeys(prompts))
-    states = pipe.text_encoder(pipe.tokenize(unique).to(device))[0]
-    return states[torch.tensor([unique.index(p) for p in prompts], device=states.device)]
+    encoded = encode_prompts(pipe, unique)
+    return encoded.rows(torch.tensor([unique.index(p) for p in prompts], device=encoded.states.device))
 
 
 def _compute(pipe, concepts: list[ConceptSet], modules: dict[str, torch.nn.Module], timestep: int, seed: int, batch_size: int):
     """name -> module -> pooled activations, all concepts in shared batches, one pass per batch."""
-    unet = next(iter(modules)).startswith("unet.")
+    denoiser = next(iter(modules)).startswith(DENOISER)
     for concept in concepts:
-        if unet and (concept.images is None or not concept.prompts):
-            raise ValueError(f"concept {concept.name!r} needs images with prompts for the UNet module {next(iter(modules))!r}")
-        if not unet and not concept.prompts:
-            raise ValueError(f"concept {concept.name!r} needs prompts for the module {next(iter(modules))!r}")
-    prompts = [p for c in concepts for p in c.prompts]
-    if unet:
-        noisy, t = zip(*(noised(pipe.scheduler, c.images, timestep, seed) for c in concepts))  # each concept's own seeded noise
-        noisy, t = torch.cat(noisy).to(pipe.device), torch.cat(t).to(pipe.device)
+        if not denoiser and not concept.prompts:
+            raise ValueError(f"concept {concept.name!r} has no prompts, which the text-encoder module {next(iter(modules))!r} reads")
+    prompts = [p for c in concepts for p in (c.prompts or ("",) * len(c))]
+    if denoiser:  # each concept's own seeded noise
+        noisy, t = zip(*(model_inputs(pipe, c.images, len(c), timestep, seed) for c in concepts))
+        noisy, t = torch.cat(noisy), torch.cat(t)
     pieces: dict[str, list[torch.Tensor]] = {name: [] for name in modules}
     for start in range(0, len(prompts), batch_size):
         rows = slice(start, start + batch_size)
-        if unet:
-            context = _contexts(pipe, prompts[rows], pipe.device)
-            kept = _forward_until(modules, lambda: pipe.unet(noisy[rows], t[rows], encoder_hidden_states=context))
+        if denoiser:
+            conditioning = _conditioning(pipe, prompts[rows])
+            kept = _forward_until(modules, lambda: predict(pipe, noisy[rows], t[rows], conditioning))
         else:
-            kept = _forward_until(modules, lambda: pipe.text_encoder(pipe.tokenize(prompts[rows]).to(pipe.device)))
+            kept = _forward_until(modules, lambda: encode_prompts(pipe, prompts[rows]))
         for name in modules:
             pieces[name].append(kept[name].cpu())
     stacked = {name: torch.cat(parts) for name, parts in pieces.items()}
@@ -178,9 +245,10 @@ def layer_activations(
     What the cache (if any) does not hold is computed in shared batches of `batch_size`
     examples, one forward pass per batch for all modules, stopped as soon as the last module
     asked for has run (activations at the mid block never run the up blocks). UNet modules see
-    each concept's images noised to `timestep` with its own seeded noise and its prompts as
-    conditioning; text-encoder modules see the prompts; embeddings are returned as given.
-    Each module is read at its first call in the pass (UNet blocks and text-encoder layers run once).
+    each concept's images through the VAE, noised to `timestep` with its own seeded noise, and
+    its prompts as conditioning (see the module docstring for prompt-only concepts);
+    text-encoder modules see the prompts; embeddings are returned as given. Each module is read
+    at its first call in the pass (denoiser blocks and text-encoder layers run once).
 
     Returns:
         concept name -> module -> activations (n, channels), float32 on the CPU.
@@ -210,8 +278,8 @@ def layer_activations(
                     found[concept.name][module] = load_file(str(path))["activations"]
                     continue
             missing.setdefault(module, []).append(concept)
-    for unet in (True, False):
-        group = {m: layers[m] for m in missing if m.startswith("unet.") == unet}
+    for denoiser in (True, False):
+        group = {m: layers[m] for m in missing if m.startswith(DENOISER) == denoiser}
         if not group:
             continue
         needing = {c.name: c for m in group for c in missing[m]}

@@ -13,17 +13,15 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..models.classifier import ShapesClassifier
 from .cav import Method, Solver
 from .concept_sets import ConceptSet, layer_activations
-from .targets import classifier_logit, gradients_at
+from .targets import Target, gradients_at
 from .tcav import TCAVResult, results_frame, tcav_results
 
 
 def run_tcav_results(
     pipe,
-    classifier: ShapesClassifier,
-    target: tuple[str, str],
+    target: Target,
     inputs: ConceptSet,
     concepts: Sequence[ConceptSet],
     random: Sequence[ConceptSet],
@@ -38,10 +36,10 @@ def run_tcav_results(
     (concept, layer), with the per-run scores and the CAVs themselves."""
     if not layers:
         raise ValueError("name at least one layer, e.g. 'unet.mid_block'")
-    score = classifier_logit(classifier, *target)
-    if inputs.images is None or not inputs.prompts:
-        raise ValueError(f"the inputs {inputs.name!r} need images with prompts")
-    gradients = {layer: g for layer, (_, g) in gradients_at(pipe, layers, inputs.images, inputs.prompts, score, timestep, seed).items()}
+    if inputs.embeddings is not None:
+        raise ValueError(f"the inputs {inputs.name!r} are embeddings; the explained inputs need images and/or prompts to run the model on")
+    prompts = inputs.prompts or ("",) * len(inputs)
+    gradients = {layer: g for layer, (_, g) in gradients_at(pipe, layers, inputs.images, prompts, target, timestep, seed).items()}
     activations = layer_activations(pipe, list(concepts) + list(random), layers, timestep, seed, cache_dir)
     return tcav_results(
         {c.name: activations[c.name] for c in concepts},
@@ -55,8 +53,7 @@ def run_tcav_results(
 
 def run_tcav(
     pipe,
-    classifier: ShapesClassifier,
-    target: tuple[str, str],
+    target: Target,
     inputs: ConceptSet,
     concepts: Sequence[ConceptSet],
     random: Sequence[ConceptSet],
@@ -68,17 +65,20 @@ def run_tcav(
     cache_dir: str | Path | None = None,
     solver: Solver = "batched",
 ) -> pd.DataFrame:
-    """Do the concepts drive the classifier's `target` class in what the model predicts?
+    """Do the concepts drive the target in what the model predicts?
 
     Args:
-        pipe: the pipeline (UNet layers named "unet.<path>").
-        classifier: judges the model's one-step clean-image estimate x0_hat.
-        target: (head, class), e.g. ("color", "red") for "red object".
-        inputs: the examples whose predictions are explained (images with prompts).
-        concepts: concept sets (e.g. from_query("red", "color=red", 50)).
-        random: R random sets (random_sets(R, 50)).
-        layers: UNet modules, e.g. ["unet.mid_block", "unet.up_blocks.1"].
-        timestep: the noise level at which x0_hat is read.
+        pipe: any pipeline with a denoiser (SD 1.x/2.x/SDXL, ShapesWorld); layers named
+            "component.path" in its text encoder(s) or denoiser.
+        target: a callable on the decoded one-step clean estimate x0_hat ((n, 3, y, x) ->
+            (n,), e.g. your classifier's logit, or ShapesWorld's classifier_logit(classifier,
+            "color", "red")), or a LayerReadout of a module.
+        inputs: the examples whose predictions are explained (images and/or prompts).
+        concepts: concept sets (ConceptSet.from_folder, prompts, embeddings; ShapesWorld's
+            from_query("red", "color=red", 50)).
+        random: R random sets (sets_from_pool(pool, R, n), or ShapesWorld's random_sets(R, n)).
+        layers: modules, e.g. ["unet.mid_block", "text_encoder.encoder.layers.1"].
+        timestep: the noise level at which the model is read.
         method: the CAV method (see CAV).
         alpha: family-wise significance level.
         cache_dir: where activations are cached between runs (None: no cache).
@@ -88,10 +88,10 @@ def run_tcav(
         The tidy TCAV frame (see concepts.tcav.tcav), Bonferroni over concepts x layers.
 
     Raises:
-        ValueError: no layers, a target class the classifier lacks, inputs without images,
-            an unknown layer (listing the valid ones), or repeated concept names.
+        ValueError: no layers, inputs given as embeddings, an unknown layer (listing the valid
+            ones), repeated concept names, or a target that returns another shape than (n,).
     """
     return results_frame(
-        run_tcav_results(pipe, classifier, target, inputs, concepts, random, layers, timestep, method, seed, cache_dir, solver),
+        run_tcav_results(pipe, target, inputs, concepts, random, layers, timestep, method, seed, cache_dir, solver),
         alpha,
     )

@@ -1,8 +1,11 @@
-"""Target functions for TCAV on a diffusion model, and their gradients at a layer.
+"""Targets for TCAV on any diffusion pipeline, and their gradients at any layer.
 
-The default target reads the model's one-step estimate of the clean image,
-x0_hat = (x_t - sqrt(1 - a_t) eps_hat) / sqrt(a_t), at a chosen timestep with the prompt's
-conditioning, and returns the ShapesWorld classifier's logit for a class ("red object").
+A target is what a TCAV score explains. Two kinds:
+- a callable on the model's one-step estimate of the clean image at a chosen timestep,
+  x0_hat, decoded through the pipeline's VAE where it has one: images (n, 3, y, x) in about
+  [-1, 1] -> (n,) scalars (a user's torch classifier's logit, an aesthetic score, ...);
+- a `LayerReadout`: a linear readout of a module's pooled output (n, channels) @ weights,
+  anywhere in the text encoder(s) or the denoiser.
 Gradients of the target with respect to modules' outputs are taken for all inputs and all
 modules in one forward and one backward pass, and pooled like the activations (summed over
 positions, which is the derivative along a direction applied at every position). TargetModel
@@ -11,89 +14,137 @@ wraps the same function as an nn.Module for captum.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence, Union
 
 import torch
 from torch import nn
 
 from ..capture.activations import first_tensor, pool_tensor, resolve_module
-from ..models.classifier import ShapesClassifier
+from .pipeline_io import Conditioning, clean_estimate, encode_prompts, from_latents, latent_shape, predict, to_latents
 
-Target = Callable[[torch.Tensor], torch.Tensor]
+ImageTarget = Callable[[torch.Tensor], torch.Tensor]
+DENOISER = "unet."
 
 
-def classifier_logit(classifier: ShapesClassifier, head: str, class_name: str) -> Target:
+@dataclass(frozen=True)
+class LayerReadout:
+    """A target read off a module: its output mean-pooled over positions (n, channels) @ weights (channels,)."""
+
+    module: str
+    weights: torch.Tensor
+
+
+Target = Union[ImageTarget, LayerReadout]
+
+
+def classifier_logits(classifier, head: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """x0_hat (n, 3, y, x) in [-1, 1] -> (n, classes) logits of one head of a classifier with
+    named heads (`classifier(images in [0, 1]).logits[head]`, classes in `classifier.heads`),
+    such as the ShapesWorld classifier.
+
+    Raises:
+        ValueError: a head the classifier does not have (lists the ones it has).
+    """
+    if head not in classifier.heads:
+        raise ValueError(f"the classifier has no head {head!r}; its heads are: {', '.join(classifier.heads)}")
+    return lambda x0: classifier((x0 + 1) / 2).logits[head]
+
+
+def classifier_logit(classifier, head: str, class_name: str) -> ImageTarget:
     """x0_hat (n, 3, y, x) in [-1, 1] -> (n,) logit of `class_name` in `head` ("color", "shape", ...).
 
     Raises:
         ValueError: a head or class the classifier does not have (lists the ones it has).
     """
-    if head not in classifier.heads:
-        raise ValueError(f"the classifier has no head {head!r}; its heads are: {', '.join(classifier.heads)}")
+    logits = classifier_logits(classifier, head)
     if class_name not in classifier.heads[head]:
         raise ValueError(f"the classifier's {head} head has no class {class_name!r}; its classes are: {', '.join(classifier.heads[head])}")
     index = classifier.heads[head].index(class_name)
-
-    def target(x0: torch.Tensor) -> torch.Tensor:
-        return classifier((x0 + 1) / 2).logits[head][:, index]
-
-    return target
+    return lambda x0: logits(x0)[:, index]
 
 
-def noised(scheduler, images: torch.Tensor, timestep: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (n, 3, y, x) noised to `timestep` with seeded noise: (noisy images, timesteps (n,)).
+def noised(scheduler, latents: torch.Tensor, timestep: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Latents (n, c, y, x) noised to `timestep` with seeded noise: (noisy latents, timesteps (n,)).
 
     Concept activations and target gradients both read the model at this point.
     """
-    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed)).to(images.device, images.dtype)
-    t = torch.full((len(images),), timestep, dtype=torch.long, device=images.device)
-    return scheduler.add_noise(images, noise, t), t
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed)).to(latents.device, latents.dtype)
+    t = torch.full((len(latents),), timestep, dtype=torch.long, device=latents.device)
+    return scheduler.add_noise(latents, noise, t), t
 
 
-def x0_hat(scheduler, noisy: torch.Tensor, eps: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-    """The one-step clean-image estimate (x_t - sqrt(1 - a_t) eps_hat) / sqrt(a_t), (n, 3, y, x)."""
-    alpha = scheduler.alphas_cumprod.to(noisy.device, noisy.dtype)[timesteps].view(-1, *([1] * (noisy.ndim - 1)))
-    return (noisy - (1 - alpha).sqrt() * eps) / alpha.sqrt()
+def model_inputs(pipe, images: torch.Tensor | None, n: int, timestep: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The denoiser's noisy input at `timestep` for n examples: their images (n, 3, y, x) in
+    [-1, 1] through the VAE, each with its own seeded noise; or, for prompt-only examples
+    (images None), one seeded noise draw on a blank latent shared by all, so that only their
+    conditioning differs."""
+    unet = pipe.unet
+    if images is None:
+        blank = torch.zeros(latent_shape(pipe, 1), device=unet.device, dtype=unet.dtype)
+        noisy, t = noised(pipe.scheduler, blank, timestep, seed)
+        return noisy.expand(n, *noisy.shape[1:]), t.expand(n)
+    else:
+        with torch.no_grad():
+            latents = to_latents(pipe, images).to(unet.device, unet.dtype)
+    return noised(pipe.scheduler, latents, timestep, seed)
+
+
+def _evaluate(target: Target, x0_latents: torch.Tensor, pipe, kept: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The target's (n,) values; checks what a callable returned."""
+    n = len(x0_latents)
+    if isinstance(target, LayerReadout):
+        pooled = pool_tensor(kept[target.module].float(), "mean")
+        if pooled.shape[-1] != target.weights.shape[-1]:
+            raise ValueError(f"the readout of {target.module!r} has {target.weights.shape[-1]} weights but the module has {pooled.shape[-1]} channels")
+        return pooled @ target.weights.to(pooled)
+    value = target(from_latents(pipe, x0_latents))
+    if not isinstance(value, torch.Tensor) or value.shape != (n,):
+        got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ValueError(f"the target returned {got}; expected one scalar per input, a tensor of shape ({n},)")
+    return value
 
 
 def gradients_at(
     pipe,
     modules: Sequence[str],
-    images: torch.Tensor,
+    images: torch.Tensor | None,
     prompts: Sequence[str],
     target: Target,
     timestep: int = 400,
     seed: int = 0,
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Pooled activations and target gradients at several UNet modules, in one pass.
+    """Pooled activations and target gradients at several modules, in one pass.
 
-    One forward of all inputs, then one backward that stops at the earliest module asked for:
-    only the gradients with respect to the modules' outputs are computed (no parameter
-    gradients, nothing upstream of the earliest module).
+    One forward of all inputs (text encoder(s), denoiser, and the VAE decoder for an image
+    target), then one backward that stops at the earliest module asked for: only the
+    gradients with respect to the modules' outputs are computed (no parameter gradients).
 
     Args:
-        pipe: the pipeline (its unet, text encoder and scheduler are used; weights stay frozen).
-        modules: "unet.<path>" names (e.g. "unet.mid_block"), see capture.activations.resolve_module.
-        images: clean images (n, 3, y, x) in [-1, 1], noised to `timestep` with seeded noise.
-        prompts: n prompts for the conditioning.
-        target: x0_hat -> (n,) scalars, e.g. classifier_logit(...).
+        pipe: the pipeline (its own encode_prompt, denoiser, scheduler and VAE are used;
+            weights stay frozen).
+        modules: "component.path" names anywhere in the text encoder(s) and the denoiser
+            (e.g. "unet.mid_block", "text_encoder.encoder.layers.1").
+        images: the inputs' clean images (n, 3, y, x) in [-1, 1], noised to `timestep` with
+            seeded noise in the denoiser's space; None for prompt-only inputs.
+        prompts: n prompts for the conditioning ("" for unconditioned images).
+        target: an image target (x0_hat -> (n,)) or a LayerReadout.
 
     Returns:
         module -> (activations, gradients), each (n, channels): mean- and sum-pooled over positions.
 
     Raises:
-        ValueError: a module outside the UNet or that does not exist (listing what does), or
-            images and prompts of different lengths.
+        ValueError: a module that does not exist (listing what does), images and prompts of
+            different lengths, or a target that returns another shape than (n,).
     """
     modules = list(dict.fromkeys(modules))
     if not modules:
-        raise ValueError("name at least one module, e.g. 'unet.mid_block'")
-    for module in modules:
-        if not module.startswith("unet."):
-            raise ValueError(f"module {module!r}: gradients through x0_hat need a UNet module ('unet.<path>')")
-    if len(images) != len(prompts):
+        raise ValueError("name at least one module, e.g. 'unet.mid_block' or 'text_encoder.encoder.layers.1'")
+    prompts = list(prompts)
+    if images is not None and len(images) != len(prompts):
         raise ValueError(f"got {len(images)} images but {len(prompts)} prompts")
-    layers = {module: resolve_module(pipe, module) for module in modules}
+    watched = modules + ([target.module] if isinstance(target, LayerReadout) and target.module not in modules else [])
+    layers = {module: resolve_module(pipe, module) for module in watched}
     kept: dict[str, torch.Tensor] = {}
 
     def keeper(module: str):
@@ -106,21 +157,24 @@ def gradients_at(
 
         return keep
 
-    noisy, t = noised(pipe.scheduler, images, timestep, seed)
+    noisy, t = model_inputs(pipe, images, len(prompts), timestep, seed)
+    text_grads = any(not m.startswith(DENOISER) for m in watched)
     handles = [layer.register_forward_hook(keeper(module)) for module, layer in layers.items()]
     try:
-        with torch.no_grad():
-            context = pipe.text_encoder(pipe.tokenize(list(prompts)).to(images.device))[0]
         with torch.enable_grad():
-            eps = pipe.unet(noisy, t, encoder_hidden_states=context).sample
+            with torch.set_grad_enabled(text_grads):
+                conditioning = encode_prompts(pipe, prompts)
+            prediction = predict(pipe, noisy, t, conditioning)
+            value = _evaluate(target, clean_estimate(pipe.scheduler, noisy, prediction, t), pipe, kept)
             outputs = [kept[module] for module in modules]
-            grads = torch.autograd.grad(target(x0_hat(pipe.scheduler, noisy, eps, t)).sum(), outputs)
+            grads = torch.autograd.grad(value.sum(), outputs, allow_unused=True)
     finally:
         for handle in handles:
             handle.remove()
     found = {}
     for module, output, grad in zip(modules, outputs, grads):
-        dims = tuple(range(2, output.ndim))
+        grad = torch.zeros_like(output) if grad is None else grad  # the target does not depend on it
+        dims = tuple(range(2, output.ndim)) if output.ndim == 4 else (1,) if output.ndim == 3 else ()
         found[module] = (pool_tensor(output.detach().float(), "mean"), grad.float().sum(dim=dims) if dims else grad.float())
     return found
 
@@ -128,13 +182,13 @@ def gradients_at(
 def layer_gradients(
     pipe,
     module: str,
-    images: torch.Tensor,
+    images: torch.Tensor | None,
     prompts: Sequence[str],
     target: Target,
     timestep: int = 400,
     seed: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pooled activations of `module` and gradients of `target(x0_hat)` with respect to them.
+    """Pooled activations of `module` and gradients of the target with respect to them.
 
     All inputs in one forward and one backward pass; see gradients_at for several modules at once.
 
@@ -147,39 +201,39 @@ def layer_gradients(
 class TargetModel(nn.Module):
     """The TCAV target as a torch model, for libraries that hook layers by name (captum).
 
-    forward(noisy images, timesteps, token ids) -> the classifier's logits for one head (n, classes)
-    on x0_hat: the same function as classifier_logit on layer_gradients' x0_hat, with all classes
-    (pick one with captum's `target=`). The UNet is the submodule `unet`, so its layers keep the
-    pipeline's names ("unet.mid_block"). The text encoder runs without gradients.
+    forward(noisy latents, timesteps, conditioning states, *added conditioning) -> `outputs`
+    of the decoded x0_hat, (n, k): the same function as gradients_at's image target (pick one
+    output with captum's `target=`). The denoiser is the submodule `unet`, so its layers keep
+    the pipeline's names ("unet.mid_block"). Prompts are encoded once, in `inputs`.
 
     Args:
-        pipe, classifier, head: the pipeline, the classifier and the head whose logits are returned.
-        pooled: UNet modules to expose also as this package sees them, at "pooled.<module>"
+        pipe: the pipeline.
+        outputs: decoded x0_hat (n, 3, y, x) -> (n, k), e.g. classifier_logits(classifier, "color").
+        pooled: denoiser modules to expose also as this package sees them, at "pooled.<module>"
             (e.g. "pooled.unet.mid_block"): an identity module whose output is the module's
             output averaged over positions (n, channels), and through which the forward pass
             continues unchanged; the gradient with respect to it is the position-summed
             gradient of gradients_at.
 
     Raises:
-        ValueError: a head the classifier lacks, or a pooled module that does not exist.
+        ValueError: a pooled module that does not exist or is not in the denoiser.
 
     Example:
-        >>> model = TargetModel(pipe, classifier, "color", pooled=["unet.mid_block"])
-        >>> noisy, t, ids = model.inputs(images, prompts, timestep=400)
-        >>> model(noisy, t, ids)[:, classifier.heads["color"].index("red")]
+        >>> model = TargetModel(pipe, classifier_logits(classifier, "color"), pooled=["unet.mid_block"])
+        >>> inputs = model.inputs(images, prompts, timestep=400)
+        >>> model(*inputs)[:, classifier.heads["color"].index("red")]
     """
 
-    def __init__(self, pipe, classifier: ShapesClassifier, head: str, pooled: Sequence[str] = ()):
+    ADDED = ("text_embeds", "time_ids")
+
+    def __init__(self, pipe, outputs: Callable[[torch.Tensor], torch.Tensor], pooled: Sequence[str] = ()):
         super().__init__()
-        if head not in classifier.heads:
-            raise ValueError(f"the classifier has no head {head!r}; its heads are: {', '.join(classifier.heads)}")
-        self.unet, self.text_encoder, self.classifier = pipe.unet, pipe.text_encoder, classifier
-        self.head, self.scheduler, self.tokenize = head, pipe.scheduler, pipe.tokenize
+        self.pipe, self.unet, self.outputs = pipe, pipe.unet, outputs
         self.pooled = nn.Module()
         self._taps: dict[str, tuple[nn.Module, nn.Module]] = {}
         for module in pooled:
-            if not module.startswith("unet."):
-                raise ValueError(f"pooled module {module!r}: only UNet modules ('unet.<path>') can be pooled")
+            if not module.startswith(DENOISER):
+                raise ValueError(f"pooled module {module!r}: only denoiser modules ('unet.<path>') can be pooled")
             block, parent = resolve_module(pipe, module), self.pooled
             for part in module.split("."):
                 if not hasattr(parent, part):
@@ -187,10 +241,12 @@ class TargetModel(nn.Module):
                 parent = getattr(parent, part)
             self._taps[module] = (block, parent)
 
-    def inputs(self, images: torch.Tensor, prompts: Sequence[str], timestep: int = 400, seed: int = 0):
-        """(noisy images (n, 3, y, x), timesteps (n,), token ids (n, tokens)), noised as layer_gradients does."""
-        noisy, t = noised(self.scheduler, images, timestep, seed)
-        return noisy, t, self.tokenize(list(prompts)).to(images.device)
+    def inputs(self, images: torch.Tensor | None, prompts: Sequence[str], timestep: int = 400, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        """(noisy latents, timesteps (n,), states, [text_embeds, time_ids]), noised as gradients_at does."""
+        noisy, t = model_inputs(self.pipe, images, len(prompts), timestep, seed)
+        with torch.no_grad():
+            conditioning = encode_prompts(self.pipe, list(prompts))
+        return (noisy, t, conditioning.states, *(conditioning.added[k] for k in self.ADDED if k in conditioning.added))
 
     @staticmethod
     def _through(tap: nn.Module):
@@ -206,14 +262,12 @@ class TargetModel(nn.Module):
 
         return hook
 
-    def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            context = self.text_encoder(input_ids)[0]
+    def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor, states: torch.Tensor, *added: torch.Tensor) -> torch.Tensor:
+        conditioning = Conditioning(states, dict(zip(self.ADDED, added)))
         handles = [block.register_forward_hook(self._through(tap)) for block, tap in self._taps.values()]
         try:
-            eps = self.unet(noisy, timesteps, encoder_hidden_states=context).sample
+            prediction = predict(self.pipe, noisy, timesteps, conditioning)
         finally:
             for handle in handles:
                 handle.remove()
-        x0 = x0_hat(self.scheduler, noisy, eps, timesteps)
-        return self.classifier((x0 + 1) / 2).logits[self.head]
+        return self.outputs(from_latents(self.pipe, clean_estimate(self.pipe.scheduler, noisy, prediction, timesteps)))

@@ -17,6 +17,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 ImageLike = Union[Image.Image, str, Path, np.ndarray]
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")  # what folders of images are read for
 
 
 def _as_pil(image: ImageLike, index: int) -> Image.Image:

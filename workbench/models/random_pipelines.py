@@ -113,7 +113,7 @@ def _vae(width: int) -> AutoencoderKL:
 
 def build_random_pipeline(
     family: Family, folder: str | Path, width: int = 32, layers_per_block: int = 1, seed: int = 0,
-    tokenizer: TokenizerKind = "char",
+    tokenizer: TokenizerKind = "char", sample_size: int | None = None,
 ) -> DiffusionPipeline:
     """A random-weight pipeline of `family`'s architecture; tokenizer files go to `folder`.
 
@@ -125,6 +125,8 @@ def build_random_pipeline(
         layers_per_block: resnet/attention layers per block (SD has 2).
         seed: torch seed for the weights.
         tokenizer: "char" (one token per character) or "bpe" (merges learned on prompts).
+        sample_size: the UNet's default latent side (default: the family's, 64 for SD 1.x/2.x
+            and 32 here for SDXL); the pipeline's default image side is 8 times it.
     """
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
@@ -138,7 +140,7 @@ def build_random_pipeline(
     if family == "sdxl":
         tokenizer_2 = write_tokenizer(Path(folder) / "tokenizer_2_source")
         unet = UNet2DConditionModel(
-            sample_size=32, in_channels=4, out_channels=4,
+            sample_size=sample_size or 32, in_channels=4, out_channels=4,
             block_out_channels=(width, 2 * width, 4 * width), layers_per_block=layers_per_block,
             down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
             up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
@@ -154,7 +156,7 @@ def build_random_pipeline(
         )
     sd2 = family == "sd2"
     unet = UNet2DConditionModel(
-        sample_size=64, in_channels=4, out_channels=4,
+        sample_size=sample_size or 64, in_channels=4, out_channels=4,
         block_out_channels=(width, 2 * width, 4 * width, 4 * width), layers_per_block=layers_per_block,
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,

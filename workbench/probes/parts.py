@@ -23,7 +23,7 @@ from ..analyses import analyse_attention, compare_words
 from ..analyses.generation import accepts, pipeline_default
 from ..analyses.primary_auxiliary import scene_factors
 from ..analyses.regions import MaskFolderError, RegionSource, mask_folder
-from ..concepts import from_query, random_sets, run_tcav
+from ..concepts import classifier_logit, from_query, random_sets, run_tcav
 from ..concepts.concept_sets import parse_query
 from ..models.classifier import ShapesClassifier
 from ..models.embeddings import EmbeddingFileError, insert_embeddings, read_embeddings
@@ -178,7 +178,7 @@ def tcav(ctx: Context, settings: dict[str, Any], folder: Path) -> dict[str, Any]
     n, seed = settings["examples"], ctx.probe.seed
     concepts = [from_query(query, query, n, seed=seed + i) for i, query in enumerate(settings["concepts"])]
     inputs = from_query(f"inputs ({settings['target']})", settings["target"], settings["inputs"], seed=seed + 999)
-    frame = run_tcav(ctx.pipe, classifier, (head, value), inputs, concepts, random_sets(settings["random_runs"], n, seed=seed),
+    frame = run_tcav(ctx.pipe, classifier_logit(classifier, head, value), inputs, concepts, random_sets(settings["random_runs"], n, seed=seed),
                      layers=settings["layers"], timestep=settings["timestep"], method=settings["method"], alpha=settings["alpha"],
                      seed=seed, cache_dir=ctx.run_dir / "cache")
     _table(frame, folder, "scores")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..concepts.targets import x0_hat
+from ..concepts.pipeline_io import clean_estimate
 from ..models.classifier import ShapesClassifier
 
 
@@ -34,7 +34,7 @@ def identity_loss(
     """
     with torch.no_grad():
         wanted = classifier((targets + 1) / 2).logits
-    drawn = classifier((x0_hat(scheduler, noisy, predicted_noise, timesteps).clamp(-1, 1) + 1) / 2).logits
+    drawn = classifier((clean_estimate(scheduler, noisy, predicted_noise, timesteps).clamp(-1, 1) + 1) / 2).logits
     per_sample = sum(
         F.kl_div(F.log_softmax(drawn[head], dim=1), F.log_softmax(wanted[head], dim=1), log_target=True, reduction="none").sum(dim=1)
         for head in wanted
