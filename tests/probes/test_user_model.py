@@ -2,6 +2,7 @@
 for leakage, a pipeline object already in memory, and refusals before anything is written."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,7 @@ PROMPTS = ["a <cat-toy> on a sofa, a dog", "mystyle of a S* and a kword"]
 def user_files(tmp_path_factory):
     """An SD 1.5-architecture folder (BPE tokenizer) and learned words in four formats."""
     root = tmp_path_factory.mktemp("user")
-    pipeline = save_random_pipeline("sd15", root, tokenizer="bpe")
+    pipeline = save_random_pipeline("sd15", root, tokenizer="bpe", sample_size=8)  # 64 px by default
     save_file({"<cat-toy>": torch.randn(WIDTH)}, root / "learned_embeds.safetensors")
     torch.save({"S*": torch.randn(3, WIDTH)}, root / "learned_embeds.bin")
     torch.save({"string_to_param": {"*": torch.randn(2, WIDTH)}, "name": "mystyle"}, root / "a1111.pt")
@@ -105,7 +106,10 @@ def test_sdxl_folder_with_a_two_encoder_word(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda t: t + "[tcav]\n", r"\[tcav\] runs ShapesWorld concept sets .* cannot run on this StableDiffusionPipeline"),
+    (lambda t: t + "[tcav]\n", r"\[tcav\] target, concepts \('color=red'\), concepts \('color=blue'\), random_pool, explained: "
+                                "this StableDiffusionPipeline is not the embedded ShapesWorld model"),
+    (lambda t: t + '[tcav]\ntarget = "missing.py:f"\nconcepts = ["prompts:x.txt", "prompts:y.txt"]\nrandom_pool = "prompts:x.txt"\n'
+                   'explained = "prompts:x.txt"\n', r"\[tcav\] target 'missing.py:f': missing.py does not exist"),
     (lambda t: t + "[primary_auxiliary]\n", r"\[primary_auxiliary\] runs the ShapesWorld word encoder"),
     (lambda t: t.replace("[inputs]\n", '[inputs]\nmasks = "MASKS"\n'), r"no masks for prompt\(s\) \[1\]"),
     (lambda t: t.replace("a1111.pt", "wide.safetensors"), r"'<wide>' \(from .*wide.safetensors\) has width 768"),
@@ -120,3 +124,25 @@ def test_what_cannot_run_is_refused_before_anything_is_written(user_files, tmp_p
     with pytest.raises(ProbeError, match=message):
         run_probe(tmp_path / "p.toml", tmp_path / "run")
     assert not (tmp_path / "run").exists()  # so the corrected probe runs into the same folder
+
+
+def test_tcav_on_a_folder_with_the_users_concepts_and_target(user_files, tmp_path, monkeypatch):
+    root, pipeline = user_files
+    monkeypatch.chdir(tmp_path)  # sources are named relative to where the probe runs
+    (tmp_path / "cats.txt").write_text("a photo of a cat\na <cat-toy> on a sofa\na small cat\n")
+    (tmp_path / "pool.txt").write_text("\n".join(f"a photo of thing {i}" for i in range(12)))
+    (tmp_path / "explained.txt").write_text("a red cat\na blue dog\n")
+    (tmp_path / "stripes").mkdir()
+    for i in range(3):
+        stripes = np.zeros((40, 40, 3), np.uint8)
+        stripes[:, i::4] = 255
+        Image.fromarray(stripes).save(tmp_path / "stripes" / f"{i}.png")
+    (tmp_path / "target.py").write_text("def redness(images):\n    return images[:, 0].mean((1, 2)) - images[:, 2].mean((1, 2))\n")
+    text = probe_text(pipeline, root, sections=(
+        '[tcav]\ntarget = "target.py:redness"\nconcepts = ["prompts:cats.txt", "images:stripes"]\nrandom_pool = "prompts:pool.txt"\n'
+        'explained = "prompts:explained.txt"\nlayers = ["unet.mid_block", "text_encoder.encoder.layers.1"]\nexamples = 3\nrandom_runs = 3\n'))
+    (tmp_path / "t.toml").write_text(text)
+    run = run_probe(Path("t.toml"), Path("run"))
+    scores = pd.read_parquet(run / "tcav" / "scores.parquet")
+    assert set(scores.concept) == {"cats.txt", "stripes"} and set(scores.layer) == {"unet.mid_block", "text_encoder.encoder.layers.1"}
+    assert scores.score.between(0, 1).all() and "TCAV scores" in (run / "dashboard.html").read_text()

@@ -90,6 +90,16 @@ def model_inputs(pipe, images: torch.Tensor | None, n: int, timestep: int, seed:
     return noised(pipe.scheduler, latents, timestep, seed)
 
 
+def _replaced(output, old: torch.Tensor, new: torch.Tensor):
+    """`output` with every occurrence of the tensor `old` replaced by `new`: a down block
+    returns its output twice, as its result and as the last skip connection."""
+    if output is old:
+        return new
+    if isinstance(output, tuple):
+        return tuple(_replaced(item, old, new) for item in output)
+    return output
+
+
 def _evaluate(target: Target, x0_latents: torch.Tensor, pipe, kept: dict[str, torch.Tensor]) -> torch.Tensor:
     """The target's (n,) values; checks what a callable returned."""
     n = len(x0_latents)
@@ -150,8 +160,9 @@ def gradients_at(
     def keeper(module: str):
         def keep(mod, inputs, output):
             tensor = first_tensor(output)
-            if isinstance(output, torch.Tensor) and not tensor.requires_grad:  # frozen weights upstream
-                output = tensor = tensor.detach().requires_grad_()
+            if not tensor.requires_grad:  # frozen weights upstream: differentiate from here
+                fresh = tensor.detach().requires_grad_()
+                output, tensor = _replaced(output, tensor, fresh), fresh
             kept[module] = tensor
             return output
 
@@ -252,13 +263,13 @@ class TargetModel(nn.Module):
     def _through(tap: nn.Module):
         def hook(module, inputs, output):
             tensor = first_tensor(output)
-            if not isinstance(output, torch.Tensor) or tensor.ndim < 3:
-                raise TypeError(f"a pooled module must return a (batch, channels, ...) tensor, got {type(output).__name__}")
+            if tensor.ndim < 3:
+                raise TypeError(f"a pooled module must return a (batch, channels, ...) tensor, got shape {tuple(tensor.shape)}")
             dims = tuple(range(2, tensor.ndim))
             # the tap sees the pooled output cut from the graph, so that the pass upstream is
             # untouched; its output enters at every position with value 0 and gradient 1
             tapped = tap(tensor.detach().mean(dim=dims))
-            return tensor + (tapped - tapped.detach()).view(*tapped.shape, *([1] * len(dims)))
+            return _replaced(output, tensor, tensor + (tapped - tapped.detach()).view(*tapped.shape, *([1] * len(dims))))
 
         return hook
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
@@ -23,7 +23,8 @@ from ..analyses import analyse_attention, compare_words
 from ..analyses.generation import accepts, pipeline_default
 from ..analyses.primary_auxiliary import scene_factors
 from ..analyses.regions import MaskFolderError, RegionSource, mask_folder
-from ..concepts import classifier_logit, from_query, random_sets, run_tcav
+from ..concepts import classifier_logit, from_query, random_sets, run_tcav, sets_from_pool
+from ..concepts.pipeline_io import default_image_size
 from ..concepts.concept_sets import parse_query
 from ..models.classifier import ShapesClassifier
 from ..models.embeddings import EmbeddingFileError, insert_embeddings, read_embeddings
@@ -34,6 +35,7 @@ from ..projection import Projection
 from ..world.regions import caption_regions
 from ..world.scenes import sample_scenes
 from ..world.vocabulary import BACKGROUNDS, COLORS, SHAPES, SIZES
+from .sources import is_source, load_target, read_source
 from .spec import Probe, ProbeError
 
 
@@ -54,6 +56,7 @@ class Context:
     probe: Probe
     run_dir: Path
     given_pipe: Any = None
+    prepared: dict[str, Any] = field(default_factory=dict)  # inputs a check already built, by part
 
     @cached_property
     def pipe(self):
@@ -118,12 +121,11 @@ class Context:
             raise ProbeError(f"{where}: [inputs] scenes are ShapesWorld captions for the embedded model; give this {name} "
                              "prompts = [...] (and masks = \"folder\" for leakage)")
         _ = self.regions  # a mask folder is checked against the prompts now
-        for part in parts:
-            needs_embedded = {"primary_auxiliary": "the ShapesWorld word encoder on ShapesWorld scenes",
-                              "tcav": "ShapesWorld concept sets and the ShapesWorld classifier as its target"}
-            if part in needs_embedded and not self.embedded:
-                raise ProbeError(f"{where}: [{part}] runs {needs_embedded[part]}, so it needs pipeline = \"shapes\"; "
-                                 f"it cannot run on this {name}")
+        if "primary_auxiliary" in parts and not self.embedded:
+            raise ProbeError(f"{where}: [primary_auxiliary] runs the ShapesWorld word encoder on ShapesWorld scenes, so it needs "
+                             f"pipeline = \"shapes\"; it cannot run on this {name}")
+        if "tcav" in parts:
+            check_tcav(self, self.probe.analyses["tcav"])
 
     def model_record(self) -> dict[str, Any]:
         """What run.json keeps of the model: its class, the options used, and the learned words
@@ -172,15 +174,50 @@ def primary_auxiliary(ctx: Context, settings: dict[str, Any], folder: Path) -> d
     return {"words": result.names, "images": len(scenes), **{k: round(v, 4) for k, v in result.disentanglement.items()}}
 
 
-def tcav(ctx: Context, settings: dict[str, Any], folder: Path) -> dict[str, Any]:
-    head, value = _target(settings["target"])
-    classifier = ShapesClassifier.from_pretrained(embedded_path("shapes-classifier"))
+def _tcav_inputs(ctx: Context, settings: dict[str, Any]):
+    """(target, explained inputs, concepts, random sets): from the user's sources and target
+    file, or, where the section keeps ShapesWorld's defaults, from its scenes and classifier."""
     n, seed = settings["examples"], ctx.probe.seed
-    concepts = [from_query(query, query, n, seed=seed + i) for i, query in enumerate(settings["concepts"])]
-    inputs = from_query(f"inputs ({settings['target']})", settings["target"], settings["inputs"], seed=seed + 999)
-    frame = run_tcav(ctx.pipe, classifier_logit(classifier, head, value), inputs, concepts, random_sets(settings["random_runs"], n, seed=seed),
-                     layers=settings["layers"], timestep=settings["timestep"], method=settings["method"], alpha=settings["alpha"],
-                     seed=seed, cache_dir=ctx.run_dir / "cache")
+    size = default_image_size(ctx.pipe)[0]
+    if ".py:" in settings["target"]:
+        target = load_target(settings["target"])
+    else:
+        head, value = _target(settings["target"])
+        target = classifier_logit(ShapesClassifier.from_pretrained(embedded_path("shapes-classifier")), head, value)
+    concepts = [read_source(spec, size) if is_source(spec) else from_query(spec, spec, n, seed=seed + i)
+                for i, spec in enumerate(settings["concepts"])]
+    if settings["random_pool"] is not None:
+        randoms = sets_from_pool(read_source(settings["random_pool"], size), settings["random_runs"], n, seed=seed)
+    else:
+        randoms = random_sets(settings["random_runs"], n, seed=seed)
+    if settings["explained"] is not None:
+        inputs = read_source(settings["explained"], size)
+    else:
+        inputs = from_query(f"inputs ({settings['target']})", settings["target"], settings["inputs"], seed=seed + 999)
+    return target, inputs, concepts, randoms
+
+
+def check_tcav(ctx: Context, settings: dict[str, Any]) -> None:
+    """Refuse a [tcav] section that cannot run on this model, before anything is written."""
+    where = f"{ctx.probe.source}: [tcav]"
+    if not ctx.embedded:
+        shapes_only = ["target"] if ".py:" not in settings["target"] else []
+        shapes_only += [f"concepts ({spec!r})" for spec in settings["concepts"] if not is_source(spec)]
+        shapes_only += [key for key in ("random_pool", "explained") if settings[key] is None]
+        if shapes_only:
+            raise ProbeError(f"{where} {', '.join(shapes_only)}: this {type(ctx.pipe).__name__} is not the embedded ShapesWorld model, "
+                             "so name your own: target = \"FILE.py:FUNCTION\", concepts and random_pool and explained as "
+                             "\"images:FOLDER\" or \"prompts:FILE\"")
+    try:
+        ctx.prepared["tcav"] = _tcav_inputs(ctx, settings)
+    except ValueError as error:
+        raise ProbeError(f"{where} {error}") from None
+
+
+def tcav(ctx: Context, settings: dict[str, Any], folder: Path) -> dict[str, Any]:
+    target, inputs, concepts, randoms = ctx.prepared.get("tcav") or _tcav_inputs(ctx, settings)
+    frame = run_tcav(ctx.pipe, target, inputs, concepts, randoms, layers=settings["layers"], timestep=settings["timestep"],
+                     method=settings["method"], alpha=settings["alpha"], seed=ctx.probe.seed, cache_dir=ctx.run_dir / "cache")
     _table(frame, folder, "scores")
     return {"significant": int(frame.significant.sum()), "tested": len(frame)}
 
@@ -188,7 +225,7 @@ def tcav(ctx: Context, settings: dict[str, Any], folder: Path) -> dict[str, Any]
 def _target(text: str) -> tuple[str, str]:
     query = parse_query(text)
     if len(query) != 1:
-        raise ValueError(f"[tcav] target must name one classifier class as head=class (e.g. 'color=red'), got {text!r}")
+        raise ValueError(f"target must name one classifier class as head=class (e.g. 'color=red') or a function as FILE.py:FUNCTION, got {text!r}")
     return next(iter(query.items()))
 
 

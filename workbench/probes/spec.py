@@ -7,7 +7,8 @@
     [inputs]      prompts = [...] (masks = "folder")  or  scenes = 8, objects = 2, split = "test"
     [attention]   layers, per_step                 (trace + overlap + leakage)
     [primary_auxiliary] encoder, images, template   (which learned word carries what)
-    [tcav]        target, concepts, layers, examples, random_runs, timestep, method, alpha
+    [tcav]        target, concepts, layers, examples, random_runs, random_pool, explained,
+                  timestep, method, alpha  (sources: see probes/sources.py)
     [projection]  bank, metric, neighbors
 
 A section that is present runs; its absent keys take the defaults below (an absent
@@ -71,12 +72,14 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
         "template": ((str,), "a S*", "the prompt the learned words are injected into"),
     },
     "tcav": {
-        "target": ((str,), "color=red", 'the classifier class explained, "head=class"'),
-        "concepts": ((list,), ["color=red", "color=blue"], 'concept queries, e.g. "color=red", "shape=circle"'),
-        "layers": ((list,), ["unet.down_blocks.0", "unet.mid_block", "unet.up_blocks.1"], "UNet modules"),
-        "examples": ((int,), 30, "examples per concept and random set"),
+        "target": ((str,), "color=red", '"FILE.py:FUNCTION" (decoded x0_hat -> (n,)); on ShapesWorld also a classifier class "head=class"'),
+        "concepts": ((list,), ["color=red", "color=blue"], '"images:FOLDER", "prompts:FILE"; on ShapesWorld also queries such as "color=red"'),
+        "layers": ((list,), ["unet.down_blocks.0", "unet.mid_block", "unet.up_blocks.1"], "modules of the denoiser or text encoder(s)"),
+        "examples": ((int,), 30, "examples per random set (and per ShapesWorld concept)"),
         "random_runs": ((int,), 10, "random concept sets"),
-        "inputs": ((int,), 30, "explained inputs (scenes of the target class)"),
+        "random_pool": ((str,), None, '"images:FOLDER" or "prompts:FILE" the random sets are drawn from (default: ShapesWorld scenes)'),
+        "explained": ((str,), None, '"images:FOLDER" or "prompts:FILE": the inputs explained (default: ShapesWorld scenes of the target class)'),
+        "inputs": ((int,), 30, "explained ShapesWorld scenes of the target class"),
         "timestep": ((int,), 400, "noise level at which x0-hat is read"),
         "method": ((str,), "sgd", '"sgd", "logistic" or "mean_difference"'),
         "alpha": ((int, float), 0.05, "significance level before Bonferroni"),
