@@ -23,6 +23,7 @@ import torch
 
 import workbench
 from workbench.analyses import compare_words
+from workbench.world.comparison import comparison_inputs
 from workbench.files import atomic_path
 from workbench.models.classifier import ShapesClassifier
 from workbench.models.elite import injected_words
@@ -66,7 +67,8 @@ def main() -> None:
     encoder = WordEncoder.from_pretrained(args.encoder or embedded_path("shapes-encoder"))
     scenes = sample_scenes(args.n, seed=args.seed, split="test", n_objects=1)
     tic = time.perf_counter()
-    result = compare_words(pipe, encoder, scenes, steps=args.steps, guidance_scale=args.guidance, seed=args.seed)
+    result = compare_words(pipe, encoder, **comparison_inputs(scenes), steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
+                           batch_size=32)
     classifier = ShapesClassifier.from_pretrained(embedded_path("shapes-classifier"))
     captions = [s.caption for s in scenes]
     _, judged = judge_images(result.generated, captions, classifier)

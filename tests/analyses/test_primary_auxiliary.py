@@ -1,9 +1,20 @@
 import numpy as np
 import pytest
 
+import torch
+from safetensors.torch import save_file
+
 from workbench.analyses import compare_words
+from workbench.analyses.primary_auxiliary import words_of
+from workbench.models.elite import ELITEEncoder, load_global_mapper
+from workbench.models.embeddings import read_embeddings
+from workbench.models.random_pipelines import save_random_pipeline
+from workbench.models.loading import load_pipeline
 from workbench.models.word_encoder import WordEncoder, WordEncoderConfig
 from workbench.world import sample_scenes
+from workbench.world.comparison import comparison_inputs
+
+from ..models.test_elite import elite_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -13,7 +24,7 @@ def comparison():
     pipe = tiny_shapes_pipeline()
     encoder = WordEncoder(WordEncoderConfig(width=16, layers=2, heads=2, text_width=16, mapping_hidden=16, feature_layers=(2, 1, 1)))
     scenes = sample_scenes(24, seed=0, n_objects=1)
-    return compare_words(pipe, encoder, scenes, steps=2, batch_size=12)
+    return compare_words(pipe, encoder, **comparison_inputs(scenes), steps=2, batch_size=12)
 
 
 def test_every_part_of_the_comparison_has_its_shape(comparison):
@@ -37,8 +48,57 @@ def test_bad_input_is_explained():
 
     pipe, encoder = tiny_shapes_pipeline(), WordEncoder(WordEncoderConfig(text_width=16))
     with pytest.raises(ValueError, match="must contain the placeholder"):
-        compare_words(pipe, encoder, sample_scenes(24, n_objects=1), template="a photo")
-    with pytest.raises(ValueError, match="at least 20 images"):
-        compare_words(pipe, encoder, sample_scenes(5, n_objects=1))
+        compare_words(pipe, encoder, **comparison_inputs(sample_scenes(24, n_objects=1)), template="a photo")
     with pytest.raises(ValueError, match="one-object scenes"):
-        compare_words(pipe, encoder, sample_scenes(24, n_objects=2))
+        comparison_inputs(sample_scenes(24, n_objects=2))
+    with pytest.raises(ValueError, match="need images to encode"):
+        compare_words(pipe, encoder)
+    with pytest.raises(ValueError, match="labels have 3 rows but there are 2 examples"):
+        compare_words(pipe, torch.randn(2, 3, 16), labels=comparison_inputs(sample_scenes(3, n_objects=1))["labels"])
+
+
+@pytest.fixture(scope="module")
+def sd_elite(tmp_path_factory):
+    """A random SD 1.5-architecture folder with an ELITE-layout global mapper on a small CLIP
+    vision model (the user's ELITE: vision model + global_mapper.pt)."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    root = tmp_path_factory.mktemp("elite")
+    pipe = load_pipeline(save_random_pipeline("sd15", root, tokenizer="bpe", sample_size=8))
+    pipe.set_progress_bar_config(disable=True)
+    elite_checkpoint(pipe.unet, root / "global_mapper.pt", n_words=2)
+    mapper = load_global_mapper(root / "global_mapper.pt", pipe.unet, input_dim=8, output_dim=32, hidden=16)
+    torch.manual_seed(0)
+    vision = CLIPVisionModel(CLIPVisionConfig(image_size=32, patch_size=8, hidden_size=8, intermediate_size=16, num_hidden_layers=3, num_attention_heads=2))
+    return pipe, ELITEEncoder(vision, mapper, feature_layers=(3, 1)).eval()
+
+
+def test_an_elite_encoder_on_stable_diffusion_with_the_users_images(sd_elite, tmp_path):
+    from PIL import Image
+
+    pipe, encoder = sd_elite
+    files = []
+    for i in range(3):
+        Image.new("RGBA", (50 + i, 40), (40 * i, 200, 90, 255)).save(tmp_path / f"{i}.png")
+        files.append(tmp_path / f"{i}.png")
+    result = compare_words(pipe, encoder, images=files, steps=2)
+    assert result.words.shape == (3, 2, 32) and result.generated.shape == (3, 64, 64, 3)
+    assert result.object_mass is None and result.probes is None and result.disentanglement is None
+    assert "no object masks given" in result.absent["object_mass"] and "no factor labels given" in result.absent["probes"]
+    assert result.to_frame().object_mass.isna().all()
+    half = lambda index, image: np.arange(64)[None, :].repeat(64, 0) < 32  # noqa: E731 - the left half as the object
+    masked = compare_words(pipe, encoder, images=files, steps=2, object_masks=half)
+    assert masked.object_mass.shape == (3, 2) and ((masked.object_mass >= 0) & (masked.object_mass <= 1)).all()
+
+
+def test_learned_word_files_as_the_word_source(sd_elite, tmp_path):
+    pipe, _ = sd_elite
+    for i in range(2):
+        save_file({"emb_params": torch.randn(3, 32)}, tmp_path / f"style{i}.safetensors")
+    words = words_of([read_embeddings(tmp_path / f"style{i}.safetensors") for i in range(2)])
+    assert words.shape == (2, 3, 32)
+    result = compare_words(pipe, words, steps=2)
+    assert result.names == ["w0", "w1", "w2"] and result.nearest["query"].nunique() == 3
+    save_file({"emb_params": torch.randn(2, 32)}, tmp_path / "short.safetensors")
+    with pytest.raises(ValueError, match=r"short.safetensors have \(2, 32\)"):
+        words_of([read_embeddings(tmp_path / "style0.safetensors"), read_embeddings(tmp_path / "short.safetensors")])

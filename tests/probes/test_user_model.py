@@ -110,7 +110,7 @@ def test_sdxl_folder_with_a_two_encoder_word(tmp_path):
                                 "this StableDiffusionPipeline is not the embedded ShapesWorld model"),
     (lambda t: t + '[tcav]\ntarget = "missing.py:f"\nconcepts = ["prompts:x.txt", "prompts:y.txt"]\nrandom_pool = "prompts:x.txt"\n'
                    'explained = "prompts:x.txt"\n', r"\[tcav\] target 'missing.py:f': missing.py does not exist"),
-    (lambda t: t + "[primary_auxiliary]\n", r"\[primary_auxiliary\] runs the ShapesWorld word encoder"),
+    (lambda t: t + "[primary_auxiliary]\n", r"\[primary_auxiliary\] encodes ShapesWorld scenes by default"),
     (lambda t: t.replace("[inputs]\n", '[inputs]\nmasks = "MASKS"\n'), r"no masks for prompt\(s\) \[1\]"),
     (lambda t: t.replace("a1111.pt", "wide.safetensors"), r"'<wide>' \(from .*wide.safetensors\) has width 768"),
     (lambda t: t.replace('pipeline = "', 'pipeline = "/nowhere'), "neither an embedded model"),
@@ -146,3 +146,46 @@ def test_tcav_on_a_folder_with_the_users_concepts_and_target(user_files, tmp_pat
     scores = pd.read_parquet(run / "tcav" / "scores.parquet")
     assert set(scores.concept) == {"cats.txt", "stripes"} and set(scores.layer) == {"unet.mid_block", "text_encoder.encoder.layers.1"}
     assert scores.score.between(0, 1).all() and "TCAV scores" in (run / "dashboard.html").read_text()
+
+
+def test_primary_auxiliary_with_an_elite_checkpoint_and_learned_word_files(user_files, tmp_path, monkeypatch):
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    from workbench.models.loading import load_pipeline
+
+    from ..models.test_elite import elite_checkpoint
+
+    root, pipeline = user_files
+    monkeypatch.chdir(tmp_path)
+    elite_checkpoint(load_pipeline(pipeline).unet, tmp_path / "global_mapper.pt", n_words=2)
+    CLIPVisionModel(CLIPVisionConfig(image_size=32, patch_size=8, hidden_size=8, intermediate_size=16, num_hidden_layers=24,
+                                     num_attention_heads=2)).save_pretrained(tmp_path / "vision")
+    (tmp_path / "photos").mkdir()
+    for i in range(3):
+        Image.new("RGB", (48, 40), (60 * i, 120, 30)).save(tmp_path / "photos" / f"{i}.jpg")
+    pd.DataFrame({"colour": ["a", "b", "c"]}).to_csv(tmp_path / "labels.csv", index=False)
+    text = (f'name = "elite"\n[model]\npipeline = "{pipeline}"\nsteps = 2\n'
+            '[primary_auxiliary]\nencoder = "elite:global_mapper.pt"\nvision = "vision"\nmapper_hidden = 16\nimage_folder = "photos"\n'
+            'labels = "labels.csv"\n[projection]\nbank = "learned-words"\nneighbors = 2\n')
+    (tmp_path / "elite.toml").write_text(text)
+    run = run_probe(Path("elite.toml"), Path("run"))
+    summary = json.loads((run / "run.json").read_text())["parts"]["primary_auxiliary"]["summary"]
+    assert summary["words"] == ["w0", "w1"] and summary["examples"] == 3
+    assert "no object masks given" in summary["absent"]["object_mass"] and "3 examples" in summary["absent"]["probes"]
+    page = (run / "dashboard.html").read_text()
+    assert "object mass: not computed" in page and "Cosine similarity between the learned words" in page
+    # learned-word files as the words
+    for i in range(2):
+        save_file({"emb_params": torch.randn(2, WIDTH)}, tmp_path / f"w{i}.safetensors")
+    (tmp_path / "files.toml").write_text(f'name = "files"\n[model]\npipeline = "{pipeline}"\nsteps = 2\n'
+                                         '[primary_auxiliary]\nembeddings = ["w0.safetensors", "w1.safetensors"]\n')
+    run = run_probe(Path("files.toml"), Path("run-files"), dashboard=False)
+    assert pd.read_parquet(run / "primary_auxiliary" / "words.parquet").word.tolist() == ["w0", "w1"] * 2
+    # what cannot run is refused before anything is written
+    (tmp_path / "bad.toml").write_text(f'name = "bad"\n[model]\npipeline = "{pipeline}"\n[primary_auxiliary]\n')
+    with pytest.raises(ProbeError, match=r"\[primary_auxiliary\] encodes ShapesWorld scenes by default"):
+        run_probe(Path("bad.toml"), Path("run-bad"))
+    (tmp_path / "bad.toml").write_text(text.replace('labels = "labels.csv"', 'masks = "vision"'))  # not mask images
+    with pytest.raises(ProbeError, match=r"expected object masks named <index>.png"):
+        run_probe(Path("bad.toml"), Path("run-bad"))
+    assert not (tmp_path / "run-bad").exists()

@@ -55,7 +55,12 @@ def file_name_of(word: str) -> str:
     return UNSAFE_IN_FILE_NAMES.sub("", word)
 
 
-def _read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
+def read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """A mask image as (y, x) bool at `size`: white (or opaque, with alpha) is inside.
+
+    Raises:
+        MaskFolderError: a file that is not a readable image (named).
+    """
     try:
         with Image.open(path) as image:
             image.load()
@@ -105,8 +110,34 @@ def mask_folder(folder: str | Path, prompts: Sequence[str]) -> RegionSource:
     files = _index_mask_folder(folder, len(prompts))
 
     def regions(prompt: int, text: str, spans: Sequence[WordSpan], image: np.ndarray) -> Regions:
-        masks = {region: _read_mask(path, image.shape[:2]) for region, path in files[prompt].items()}
+        masks = {region: read_mask(path, image.shape[:2]) for region, path in files[prompt].items()}
         words = {(s.word, s.occurrence): (s.word, file_name_of(s.word)) for s in spans if file_name_of(s.word) in masks}
         return Regions(masks, words)
 
     return regions
+
+
+def object_mask_folder(folder: str | Path, n: int) -> Callable[[int, np.ndarray], np.ndarray]:
+    """Masks of the drawn object in n generated images, named `<index>.png` (0-based), for
+    `compare_words(object_masks=...)`; the folder is checked now.
+
+    Raises:
+        MaskFolderError: a missing folder, a file not named `<index>` with an image suffix,
+            an index out of range, or an example without its mask (lists which).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MaskFolderError(f"mask folder {folder} does not exist or is not a folder")
+    files: dict[int, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith("."):
+            continue
+        if path.suffix.lower() not in MASK_SUFFIXES or not path.stem.isdigit():
+            raise MaskFolderError(f"{path}: expected object masks named <index>.png (0.png, 1.png, ...)")
+        if int(path.stem) >= n:
+            raise MaskFolderError(f"{path}: index {int(path.stem)} is out of range; there are {n} examples, numbered from 0")
+        files[int(path.stem)] = path
+    missing = sorted(set(range(n)) - set(files))
+    if missing:
+        raise MaskFolderError(f"mask folder {folder} has no mask for example(s) {missing[:10]}{' ...' if len(missing) > 10 else ''}")
+    return lambda index, image: read_mask(files[index], image.shape[:2])

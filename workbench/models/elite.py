@@ -63,6 +63,56 @@ class GlobalMapping(nn.Module):
         return torch.cat(words, dim=1)
 
 
+# CLIP's pixel normalisation, and the layers ELITE's released mapper reads (deepest first)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+ELITE_FEATURE_LAYERS = (24, 4, 8, 12, 16)
+
+
+class ELITEEncoder(nn.Module):
+    """A user's ELITE: images -> words (batch, n_words, width), w0 primary.
+
+    A CLIP vision model's hidden states (CLS and patches) at `feature_layers`, deepest first,
+    through the global mapping; pixels normalised as CLIP's processor does.
+
+    Args:
+        vision: a transformers CLIPVisionModel (ELITE: openai/clip-vit-large-patch14).
+        mapping: the global mapping, e.g. from `load_global_mapper`.
+        feature_layers: hidden-state indices, one per word (ELITE: 24, 4, 8, 12, 16).
+
+    Raises:
+        ValueError: a layer count that is not the mapping's word count, or a layer the vision
+            model does not have.
+    """
+
+    def __init__(self, vision: nn.Module, mapping: GlobalMapping, feature_layers: Sequence[int] = ELITE_FEATURE_LAYERS):
+        super().__init__()
+        depth = vision.config.num_hidden_layers
+        if len(feature_layers) != mapping.n_words:
+            raise ValueError(f"{len(feature_layers)} feature layers for a mapping of {mapping.n_words} words; give one layer per word")
+        if any(not 0 <= layer <= depth for layer in feature_layers):
+            raise ValueError(f"feature_layers {tuple(feature_layers)} must lie in 0..{depth} (the vision model's hidden states)")
+        self.vision, self.mapping, self.feature_layers = vision, mapping, tuple(feature_layers)
+        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def image_size(self) -> int:
+        return self.vision.config.image_size
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images (batch, 3, image_size, image_size) in [0, 1] -> words (batch, n_words, width)."""
+        states = self.vision(pixel_values=(images - self.mean) / self.std, output_hidden_states=True).hidden_states
+        return self.mapping([states[layer] for layer in self.feature_layers])
+
+    @torch.no_grad()
+    def encode(self, images) -> torch.Tensor:
+        """Words for a user's images of any mode and size (see `image_input.encoder_pixels`)."""
+        from .image_input import encoder_pixels
+
+        return self(encoder_pixels(images, self.image_size))
+
+
 class ELITECheckpointError(ValueError):
     """A checkpoint whose keys do not fit ELITE's layout (lists missing and unexpected keys)."""
 
@@ -151,13 +201,14 @@ def injected_words(pipe, words: torch.Tensor, placeholder: str = "S*") -> Iterat
     width = pipe.text_encoder.get_input_embeddings().embedding_dim
     if words.shape[2] != width:
         raise ValueError(f"words have width {words.shape[2]}; the text encoder embeds tokens with width {width}")
-    word = LearnedWord(placeholder, torch.zeros(words.shape[1], words.shape[2]))
-    tokens = slot_tokens(word)
+    tokens = slot_tokens(LearnedWord(placeholder, torch.zeros(words.shape[1], words.shape[2])))
     known = pipe.tokenizer.get_vocab()
-    if all(t in known for t in tokens):
-        ids = pipe.tokenizer.convert_tokens_to_ids(tokens)
-    else:
-        ids = insert_embeddings(pipe, [word])[placeholder]
+    beyond = f"{placeholder}_{len(tokens)}"
+    if beyond in known:  # the prompt expansion would give the placeholder more slots than words
+        raise ValueError(f"the pipeline's {placeholder!r} already has more than {len(tokens)} slots ({beyond} exists); use another placeholder")
+    missing = [t for t in tokens if t not in known]  # a placeholder used before with fewer words keeps its slots
+    insert_embeddings(pipe, [LearnedWord(t, torch.zeros(1, words.shape[2])) for t in missing])
+    ids = pipe.tokenizer.convert_tokens_to_ids(tokens)
     slots = torch.tensor(ids)
 
     def write(module, inputs, output):

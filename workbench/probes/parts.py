@@ -21,17 +21,20 @@ from safetensors.torch import load_file, save_file
 
 from ..analyses import analyse_attention, compare_words
 from ..analyses.generation import accepts, pipeline_default
-from ..analyses.primary_auxiliary import scene_factors
-from ..analyses.regions import MaskFolderError, RegionSource, mask_folder
+from ..analyses.primary_auxiliary import words_of
+from ..analyses.regions import MaskFolderError, RegionSource, mask_folder, object_mask_folder
 from ..concepts import classifier_logit, from_query, random_sets, run_tcav, sets_from_pool
 from ..concepts.pipeline_io import default_image_size
 from ..concepts.concept_sets import parse_query
 from ..models.classifier import ShapesClassifier
+from ..models.elite import ELITE_FEATURE_LAYERS, ELITEEncoder, load_global_mapper
 from ..models.embeddings import EmbeddingFileError, insert_embeddings, read_embeddings
+from ..models.image_input import IMAGE_SUFFIXES
 from ..models.loading import PipelineLoadError, embedded_path, load_pipeline
 from ..models.shapes_pipeline import ShapesPipeline
 from ..models.word_encoder import load_word_encoder
 from ..projection import Projection
+from ..world.comparison import comparison_inputs
 from ..world.regions import caption_regions
 from ..world.scenes import sample_scenes
 from ..world.vocabulary import BACKGROUNDS, COLORS, SHAPES, SIZES
@@ -121,9 +124,8 @@ class Context:
             raise ProbeError(f"{where}: [inputs] scenes are ShapesWorld captions for the embedded model; give this {name} "
                              "prompts = [...] (and masks = \"folder\" for leakage)")
         _ = self.regions  # a mask folder is checked against the prompts now
-        if "primary_auxiliary" in parts and not self.embedded:
-            raise ProbeError(f"{where}: [primary_auxiliary] runs the ShapesWorld word encoder on ShapesWorld scenes, so it needs "
-                             f"pipeline = \"shapes\"; it cannot run on this {name}")
+        if "primary_auxiliary" in parts:
+            check_primary_auxiliary(self, self.probe.analyses["primary_auxiliary"])
         if "tcav" in parts:
             check_tcav(self, self.probe.analyses["tcav"])
 
@@ -158,20 +160,85 @@ def attention(ctx: Context, settings: dict[str, Any], folder: Path) -> dict[str,
     return summary
 
 
+def _word_source(ctx: Context, settings: dict[str, Any]):
+    """An encoder (the ShapesWorld encoder, a saved one, or ELITE on a CLIP vision model, whose
+    key/value projections are loaded into the UNet for the whole run), or None for files."""
+    name = settings["encoder"]
+    if not name.startswith("elite:"):
+        return load_word_encoder(name)
+    if settings["vision"] is None:
+        raise ValueError('encoder = "elite:..." needs vision = "FOLDER" (its CLIP vision model, saved with save_pretrained)')
+    from transformers import CLIPVisionModel
+
+    try:
+        vision = CLIPVisionModel.from_pretrained(settings["vision"], local_files_only=True)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"vision {settings['vision']!r} is not a CLIP vision model folder ({str(error).splitlines()[0]})") from None
+    width = ctx.pipe.text_encoder.get_input_embeddings().embedding_dim
+    mapper = load_global_mapper(name.removeprefix("elite:"), ctx.pipe.unet, vision.config.hidden_size, width, settings["mapper_hidden"])
+    return ELITEEncoder(vision, mapper, ELITE_FEATURE_LAYERS[: mapper.n_words]).eval()
+
+
+def _comparison_inputs(ctx: Context, settings: dict[str, Any]) -> dict[str, Any]:
+    """compare_words' words (or encoder), images, labels and object masks, as the section names
+    them: the user's files, or ShapesWorld scenes on the embedded model."""
+    if settings["embeddings"]:
+        inputs: dict[str, Any] = {"words": words_of([read_embeddings(path) for path in settings["embeddings"]])}
+        n = len(settings["embeddings"])
+    elif settings["image_folder"] is not None:
+        folder = Path(settings["image_folder"])
+        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+        if not files:
+            raise ValueError(f"image_folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        inputs, n = {"words": _word_source(ctx, settings), "images": files}, len(files)
+    else:
+        scenes = sample_scenes(settings["images"], seed=ctx.probe.seed, split="test", n_objects=1)
+        return {"words": _word_source(ctx, settings), **comparison_inputs(scenes)}
+    if settings["labels"] is not None:
+        path = Path(settings["labels"])
+        if not path.is_file():
+            raise ValueError(f"labels {path} does not exist")
+        labels = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        if len(labels) != n:
+            raise ValueError(f"labels {path} has {len(labels)} rows for {n} examples; give one row per example, in file-name order")
+        inputs["labels"] = labels
+    if settings["masks"] is not None:
+        inputs["object_masks"] = object_mask_folder(settings["masks"], n)
+    return inputs
+
+
+def check_primary_auxiliary(ctx: Context, settings: dict[str, Any]) -> None:
+    """Refuse a [primary_auxiliary] section that cannot run on this model, before anything is written."""
+    where = f"{ctx.probe.source}: [primary_auxiliary]"
+    own = settings["embeddings"] or settings["image_folder"] is not None
+    if not ctx.embedded and not own:
+        raise ProbeError(f"{where} encodes ShapesWorld scenes by default, which this {type(ctx.pipe).__name__} is not for; "
+                         "give image_folder = \"FOLDER\" with encoder = \"elite:...\" (and vision), or embeddings = [...]")
+    if not ctx.embedded and not settings["embeddings"] and settings["encoder"] == "shapes":
+        raise ProbeError(f"{where} encoder = \"shapes\" makes words for the embedded model; give encoder = \"elite:...\" for this model")
+    try:
+        ctx.prepared["primary_auxiliary"] = _comparison_inputs(ctx, settings)
+    except (ValueError, FileNotFoundError, MaskFolderError) as error:
+        raise ProbeError(f"{where} {error}") from None
+
+
 def primary_auxiliary(ctx: Context, settings: dict[str, Any], folder: Path) -> dict[str, Any]:
-    encoder = load_word_encoder(settings["encoder"])
-    scenes = sample_scenes(settings["images"], seed=ctx.probe.seed, split="test", n_objects=1)
-    result = compare_words(ctx.pipe, encoder, scenes, template=settings["template"], steps=ctx.probe.model["steps"],
-                           guidance_scale=ctx.generation["guidance_scale"], seed=ctx.probe.seed)
-    save_file({"words": torch.from_numpy(result.words).float(), "generated": torch.from_numpy(np.ascontiguousarray((result.generated * 255).round().astype(np.uint8)))},
+    inputs = ctx.prepared.get("primary_auxiliary") or _comparison_inputs(ctx, settings)
+    result = compare_words(ctx.pipe, **inputs, template=settings["template"], steps=ctx.probe.model["steps"],
+                           guidance_scale=ctx.generation["guidance_scale"], seed=ctx.probe.seed, batch_size=32)
+    save_file({"words": torch.from_numpy(result.words).float(), "generated": torch.from_numpy(np.ascontiguousarray(result.generated))},
               str(folder / "words.safetensors"))
     _table(result.to_frame(), folder, "words")
-    _table(result.probes.to_frame(), folder, "probe_leakage")
     _table(result.nearest, folder, "nearest")
     _table(pd.DataFrame(result.cosine, index=result.names, columns=result.names).reset_index(names="word"), folder, "cosine")
-    _table(scene_factors(scenes), folder, "factors")
+    if result.probes is not None:
+        _table(result.probes.to_frame(), folder, "probe_leakage")
+    if "labels" in inputs:
+        _table(inputs["labels"], folder, "factors")
     (folder / "disentanglement.json").write_text(json.dumps(result.disentanglement, indent=1))
-    return {"words": result.names, "images": len(scenes), **{k: round(v, 4) for k, v in result.disentanglement.items()}}
+    (folder / "absent.json").write_text(json.dumps(result.absent, indent=1))
+    scores = {k: round(v, 4) for k, v in (result.disentanglement or {}).items()}
+    return {"words": result.names, "examples": len(result.words), **scores, "absent": result.absent}
 
 
 def _tcav_inputs(ctx: Context, settings: dict[str, Any]):
@@ -234,7 +301,8 @@ def projection(ctx: Context, settings: dict[str, Any], folder: Path) -> dict[str
     if settings["bank"] == "learned-words":
         words = load_file(str(ctx.run_dir / "primary_auxiliary" / "words.safetensors"))["words"].numpy()
         # the object's position bins would clash with the projection's own x, y columns
-        factors = pd.read_parquet(ctx.run_dir / "primary_auxiliary" / "factors.parquet").rename(columns={"x": "object_x", "y": "object_y"})
+        table = ctx.run_dir / "primary_auxiliary" / "factors.parquet"
+        factors = pd.read_parquet(table).rename(columns={"x": "object_x", "y": "object_y"}) if table.is_file() else pd.DataFrame()
         n_images, n_words, _ = words.shape
         names = ["w0 (primary)"] + [f"w{i} (auxiliary)" for i in range(1, n_words)]
         labels = {"word": np.tile(names, n_images), **{c: np.repeat(factors[c].to_numpy(), n_words) for c in factors.columns}}

@@ -72,20 +72,27 @@ def _attention_sections(folder: Path) -> list[Section]:
 
 
 def _primary_auxiliary_sections(folder: Path) -> list[Section]:
-    probes = pd.read_parquet(folder / "probe_leakage.parquet")
-    table = probes.pivot(index="representation", columns="factor", values="above_chance")
     cosine = pd.read_parquet(folder / "cosine.parquet").set_index("word")
     words = pd.read_parquet(folder / "words.parquet")
-    scores = json.loads((folder / "disentanglement.json").read_text())
-    return [
-        Section("Which word carries which factor (probe accuracy above chance)",
-                matrix_figure(table.to_numpy(), list(table.index), list(table.columns), "linear-probe accuracy above chance"),
-                "A primary word should carry the object; a factor read from an auxiliary word the encoder should not put there is informational leakage. "
-                + "Scores over all words: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())),
-        Section("Cosine similarity between the learned words", matrix_figure(cosine.to_numpy(), list(cosine.index), list(cosine.columns), "cosine", -1, 1)),
-        Section("Attention on the drawn object, per word",
-                px.box(words, x="word", y="object_mass", range_y=[0, 1], title="fraction of each word's attention on the object")),
-    ]
+    absent_file = folder / "absent.json"
+    absent = json.loads(absent_file.read_text()) if absent_file.is_file() else {}
+    sections = []
+    if (folder / "probe_leakage.parquet").is_file():
+        probes = pd.read_parquet(folder / "probe_leakage.parquet")
+        table = probes.pivot(index="representation", columns="factor", values="above_chance")
+        scores = json.loads((folder / "disentanglement.json").read_text()) or {}
+        sections.append(Section(
+            "Which word carries which factor (probe accuracy above chance)",
+            matrix_figure(table.to_numpy(), list(table.index), list(table.columns), "linear-probe accuracy above chance"),
+            "A primary word should carry the object; a factor read from an auxiliary word the encoder should not put there is informational leakage. "
+            + "Scores over all words: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())))
+    sections.append(Section("Cosine similarity between the learned words", matrix_figure(cosine.to_numpy(), list(cosine.index), list(cosine.columns), "cosine", -1, 1)))
+    if words.object_mass.notna().any():
+        sections.append(Section("Attention on the drawn object, per word",
+                                px.box(words, x="word", y="object_mass", range_y=[0, 1], title="fraction of each word's attention on the object")))
+    for what, why in absent.items():
+        sections.append(Section(f"{what.replace('_', ' ')}: not computed", None, why))
+    return sections
 
 
 def _tcav_sections(folder: Path) -> list[Section]:

@@ -6,7 +6,8 @@
                   negative_prompt
     [inputs]      prompts = [...] (masks = "folder")  or  scenes = 8, objects = 2, split = "test"
     [attention]   layers, per_step                 (trace + overlap + leakage)
-    [primary_auxiliary] encoder, images, template   (which learned word carries what)
+    [primary_auxiliary] encoder, vision, mapper_hidden, images, image_folder, embeddings,
+                  labels, masks, template   (which learned word carries what)
     [tcav]        target, concepts, layers, examples, random_runs, random_pool, explained,
                   timestep, method, alpha  (sources: see probes/sources.py)
     [projection]  bank, metric, neighbors
@@ -67,8 +68,14 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
         "per_step": ((bool,), False, "keep each denoising step's maps"),
     },
     "primary_auxiliary": {
-        "encoder": ((str,), "shapes", '"shapes" or the folder of a saved word encoder'),
-        "images": ((int,), 40, "one-object scenes to encode (at least 20)"),
+        "encoder": ((str,), "shapes", '"shapes", the folder of a saved word encoder, or "elite:PATH/global_mapper.pt"'),
+        "vision": ((str,), None, "with an ELITE encoder: the folder of its CLIP vision model (save_pretrained)"),
+        "mapper_hidden": ((int,), 1024, "with an ELITE encoder: the width of its mapping MLPs (ELITE: 1024)"),
+        "images": ((int,), 40, "one-object ShapesWorld scenes to encode (at least 20)"),
+        "image_folder": ((str,), None, "a folder of your images to encode, instead of ShapesWorld scenes"),
+        "embeddings": ((list,), [], "learned-word files, one example each, as the words instead of an encoder"),
+        "labels": ((str,), None, "a CSV or Parquet table of factor labels, one row per example (files in name order)"),
+        "masks": ((str,), None, "a folder of the drawn object's mask in each generated image, <index>.png"),
         "template": ((str,), "a S*", "the prompt the learned words are injected into"),
     },
     "tcav": {
