@@ -71,7 +71,7 @@ def main() -> None:
                            batch_size=32)
     classifier = ShapesClassifier.from_pretrained(embedded_path("shapes-classifier"))
     captions = [s.caption for s in scenes]
-    _, judged = judge_images(result.generated, captions, classifier)
+    _, judged = judge_images(result.generated / 255, captions, classifier)  # uint8 -> [0, 1]
     _, ceiling = judge_images(caption_word_redraws(pipe, scenes, encoder.config.n_words, args.steps, args.guidance, args.seed), captions, classifier)
     probes = result.probes
     report = {

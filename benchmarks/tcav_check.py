@@ -80,6 +80,23 @@ def experimental_sets(concepts, randoms):
     return pairs + [[r, randoms[(i + 1) % len(randoms)]] for i, r in enumerate(randoms)]
 
 
+def ours_by_experimental_set(found: dict, c_concepts, c_randoms, layers, pooled) -> tuple[dict, dict]:
+    """Our CAVs and sign-count scores keyed as captum's experimental sets (experimental_sets):
+    (first id, second id, tap) -> unit CAV, and ("first-second", tap) -> score; `found` maps
+    (concept, layer) to our TCAVResult."""
+    cavs, scores = {}, {}
+    for layer, tap in zip(layers, pooled):
+        for c in c_concepts:
+            for i, r in enumerate(c_randoms):
+                cavs[c.id, r.id, tap] = found[c.name, layer].cavs[i]
+                scores[f"{c.id}-{r.id}", tap] = found[c.name, layer].scores[i]
+        for i, r in enumerate(c_randoms):
+            k = (i + 1) % len(c_randoms)
+            cavs[r.id, c_randoms[k].id, tap] = found[c_concepts[0].name, layer].random_cavs[i, k]
+            scores[f"{r.id}-{c_randoms[k].id}", tap] = found[c_concepts[0].name, layer].random_pair_scores[i, k]
+    return cavs, scores
+
+
 def fixed_cav_classifier(our_activations: dict, our_cavs: dict):
     """A captum Classifier that trains nothing: it hands back our CAV for the experimental set.
 
@@ -230,17 +247,7 @@ def main() -> None:
         found = {(r.concept, r.layer): r for r in results}
         by_id = {c.id: c.name for c in c_concepts + c_randoms}
         ours_acts = layer_activations(pipe, concepts + randoms, layers, args.timestep, args.seed, cache_dir=work / "ours")
-        our_cavs, our_scores = {}, {}
-        for layer, tap in zip(layers, pooled):
-            for c in c_concepts:
-                for i, r in enumerate(c_randoms):
-                    our_cavs[c.id, r.id, tap] = found[c.name, layer].cavs[i]
-                    our_scores[f"{c.id}-{r.id}", tap] = found[c.name, layer].scores[i]
-            for i, r in enumerate(c_randoms):
-                nxt = c_randoms[(i + 1) % len(c_randoms)]
-                nxt_index = (i + 1) % len(c_randoms)
-                our_cavs[r.id, nxt.id, tap] = found[c_concepts[0].name, layer].random_cavs[i, nxt_index]
-                our_scores[f"{r.id}-{nxt.id}", tap] = found[c_concepts[0].name, layer].random_pair_scores[i, nxt_index]
+        our_cavs, our_scores = ours_by_experimental_set(found, c_concepts, c_randoms, layers, pooled)
         by_tap = {i: {tap: ours_acts[name][layer] for tap, layer in zip(pooled, layers)} for i, name in by_id.items()}
         fixed = fixed_cav_classifier(by_tap, our_cavs)
         with captum_activation_cache_fixed():

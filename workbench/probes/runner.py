@@ -22,7 +22,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..files import atomic_path
-from .parts import PARTS, Context
+from .context import Context
+from .parts import CHECKS, PARTS
 from .spec import Probe, load_probe
 
 RUN_FORMAT = 1
@@ -135,7 +136,10 @@ def run_probe(probe: str | Path | Probe, out: str | Path, pipe=None, dashboard: 
     ctx = Context(probe, run_dir, given_pipe=pipe)
     todo = [name for name in probe.analyses if not (run_dir / name / "part.json").is_file()]
     if todo:
-        ctx.check(todo)
+        ctx.check()
+        for name in todo:
+            if name in CHECKS:
+                CHECKS[name](ctx, probe.analyses[name])
         model = ctx.model_record()
         if record is not None:
             _check_same_model(run_dir, record, model)

@@ -1,0 +1,119 @@
+"""A probe run's model and inputs, loaded once, and checked before anything is written."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..analyses.generation import accepts, pipeline_default
+from ..analyses.regions import MaskFolderError, RegionSource, mask_folder
+from ..models.embeddings import EmbeddingFileError, insert_embeddings, read_embeddings
+from ..models.loading import PipelineLoadError, load_pipeline
+from ..models.shapes_pipeline import ShapesPipeline
+from ..world.regions import caption_regions
+from ..world.scenes import sample_scenes
+from .spec import Probe, ProbeError
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Context:
+    """The run's model and inputs, loaded once; `check()` validates them before anything is
+    written. `given_pipe` is a pipeline already in memory (its words inserted) that replaces
+    [model] pipeline and embeddings."""
+
+    probe: Probe
+    run_dir: Path
+    given_pipe: Any = None
+    prepared: dict[str, Any] = field(default_factory=dict)  # inputs a check already built, by part
+
+    @cached_property
+    def pipe(self):
+        if self.given_pipe is not None:
+            return self.given_pipe
+        model = self.probe.model
+        dtype = getattr(torch, model["dtype"])
+        try:
+            pipe = load_pipeline(model["pipeline"], device=model["device"], dtype=dtype)
+            words = [word for path in model["embeddings"] for word in read_embeddings(path)]
+            insert_embeddings(pipe, words)
+        except (PipelineLoadError, EmbeddingFileError, FileNotFoundError) as error:
+            raise ProbeError(f"{self.probe.source}: [model] {error}") from None
+        pipe.set_progress_bar_config(leave=False)
+        return pipe
+
+    @property
+    def embedded(self) -> bool:
+        """Whether the model is the embedded ShapesWorld one (its scenes, encoder, classifier)."""
+        return isinstance(self.pipe, ShapesPipeline)
+
+    def prompts(self) -> list[str]:
+        inputs = self.probe.inputs
+        if inputs["prompts"]:
+            return list(inputs["prompts"])
+        scenes = sample_scenes(inputs["scenes"], seed=self.probe.seed, split=inputs["split"], n_objects=inputs["objects"])
+        return [s.caption for s in scenes]
+
+    @cached_property
+    def regions(self) -> RegionSource | None:
+        """The user's mask folder, else ShapesWorld's segmentation on the embedded model."""
+        if self.probe.inputs["masks"] is not None:
+            try:
+                return mask_folder(self.probe.inputs["masks"], self.prompts())
+            except MaskFolderError as error:
+                raise ProbeError(f"{self.probe.source}: [inputs] masks: {error}") from None
+        return caption_regions if self.embedded else None
+
+    @cached_property
+    def generation(self) -> dict[str, Any]:
+        """steps, seed and the pipeline options, guidance_scale resolved to the pipeline's own
+        default when the probe leaves it unset."""
+        model = self.probe.model
+        options = {key: model[key] for key in ("guidance_scale", "height", "width", "negative_prompt") if model[key] is not None}
+        options.setdefault("guidance_scale", pipeline_default(self.pipe, "guidance_scale"))
+        return {"steps": model["steps"], "seed": self.probe.seed, **options}
+
+    def check(self) -> None:
+        """Load the model and its inputs and refuse what cannot run on it, before the run
+        directory is touched (each section's own inputs: `parts.CHECKS`).
+
+        Raises:
+            ProbeError: naming the probe file, the section and why.
+        """
+        where = self.probe.source
+        pipe = self.pipe
+        name = type(pipe).__name__
+        for key in ("height", "width", "negative_prompt"):
+            if self.probe.model[key] is not None and not accepts(pipe, key):
+                raise ProbeError(f"{where}: [model] {key} is set, but {name} does not take it; leave it out for this model")
+        if self.probe.inputs["scenes"] and not self.embedded:
+            raise ProbeError(f"{where}: [inputs] scenes are ShapesWorld captions for the embedded model; give this {name} "
+                             "prompts = [...] (and masks = \"folder\" for leakage)")
+        _ = self.regions  # a mask folder is checked against the prompts now
+
+    def model_record(self) -> dict[str, Any]:
+        """What run.json keeps of the model: its class, the options used, and the learned words
+        (each file's sha256, so a changed file is not mixed into a resumed run)."""
+        return {
+            "class": type(self.pipe).__name__,
+            "in_memory": self.given_pipe is not None,
+            "generation": self.generation,
+            "embeddings": [{"file": str(path), "sha256": sha256_of(path)} for path in self.probe.model["embeddings"]],
+            "learned_tokens": sorted(self.pipe.tokenizer.get_added_vocab()),
+            "regions": "mask folder " + self.probe.inputs["masks"] if self.probe.inputs["masks"] is not None
+            else ("ShapesWorld segmentation" if self.embedded else None),
+        }
+
+
