@@ -189,3 +189,19 @@ def test_primary_auxiliary_with_an_elite_checkpoint_and_learned_word_files(user_
     with pytest.raises(ProbeError, match=r"expected object masks named <index>.png"):
         run_probe(Path("bad.toml"), Path("run-bad"))
     assert not (tmp_path / "run-bad").exists()
+
+
+def test_regions_found_without_labels(tmp_path):
+    pipe = build_random_pipeline("sd15", tmp_path, tokenizer="bpe", sample_size=8)
+    pipe.set_progress_bar_config(disable=True)
+    probe = parse_probe('name = "unsupervised"\n[model]\nsteps = 2\n[inputs]\nprompts = ["a red cat on a sofa", "a dog"]\n'
+                        'unsupervised_regions = true\n[attention]\n', "unsupervised")
+    run = run_probe(probe, tmp_path / "run", pipe=pipe, dashboard=False)
+    leakage = pd.read_parquet(run / "attention" / "leakage.parquet")
+    assert set(leakage.prompt) == {0, 1} and "background" in set(leakage.region)
+    assert set(leakage.region) - {"background"} and all(r.startswith("cluster ") for r in set(leakage.region) - {"background"})
+    assert leakage.own_region.isna().all()  # no word owns a cluster
+    per_word = leakage.groupby(["prompt", "word", "occurrence"])
+    assert np.allclose(per_word.area.sum(), 1.0) and np.allclose(per_word.mass.sum(), 1.0, atol=1e-5)  # the regions tile the image
+    assert len(pd.read_parquet(run / "attention" / "localisation.parquet")) == 0
+    assert json.loads((run / "run.json").read_text())["model"]["regions"] == "UnsupervisedRegions"

@@ -85,7 +85,7 @@ def _score_prompt(rows: dict[str, list], maps: AttentionMaps, layers: list[str],
             for j, b in enumerate(keys[i + 1:], start=i + 1):
                 rows["overlap"].append({"prompt": prompt, "word_a": a[0], "occurrence_a": a[1], "word_b": b[0],
                                         "occurrence_b": b[1], "soft_iou": float(matrix[i, j])})
-    found = regions(prompt, maps.tokens.texts[prompt], spans, image) if regions is not None else None
+    found = regions(prompt, maps, image) if regions is not None else None
     if found is None:
         return False
     drawn = {name: mask for name, mask in found.masks.items() if mask is not None}
@@ -96,7 +96,7 @@ def _score_prompt(rows: dict[str, list], maps: AttentionMaps, layers: list[str],
         base = {"prompt": prompt, "word": word, "occurrence": occurrence, "role": role}
         for name, mask in drawn.items():
             rows["leakage"].append({**base, "own_region": own, "region": name, "area": float(mask.mean()), "mass": float(mass_inside(h, mask))})
-        if own in drawn:
+        if own is not None and own in drawn:
             rows["localisation"].append({**base, "region": own, "area": float(drawn[own].mean()),
                                          "iou": threshold_iou(h, drawn[own]), "mass_inside": float(mass_inside(h, drawn[own]))})
     return True
@@ -125,8 +125,9 @@ def analyse_attention(
         steps, seed: the generation.
         guidance_scale: default the pipeline's own (SD 7.5, SDXL 5.0, ShapesWorld 1.5).
         per_step: keep each denoising step's maps (for the step slider of heat-map figures).
-        regions: where each prompt's regions come from (`mask_folder(...)`, ShapesWorld's
-            `caption_regions`); without them only the word overlap is scored.
+        regions: where each prompt's regions come from (`mask_folder(...)`,
+            `UnsupervisedRegions()`, ShapesWorld's `caption_regions`); without them only the
+            word overlap is scored.
         negative_prompt: one for every prompt, or one each.
         height, width: passed to the pipeline when given.
 
@@ -140,7 +141,8 @@ def analyse_attention(
         negative_prompt = [negative_prompt] * len(prompts)
     options = generation_options(pipe, guidance_scale=guidance_scale, negative_prompt=negative_prompt, height=height, width=width)
     generator = torch.Generator().manual_seed(seed)
-    with trace(pipe, layers=layers, per_step=per_step) as tr:
+    # a region source that reads self-attention (UnsupervisedRegions) says which layers
+    with trace(pipe, layers=layers, per_step=per_step, self_layers=getattr(regions, "self_layers", None)) as tr:
         out = pipe(prompts, num_inference_steps=steps, generator=generator, output_type="np", **options)
     maps = tr.attention_maps()
     images = (np.asarray(out.images) * 255).round().astype(np.uint8)

@@ -1,7 +1,8 @@
 """Regions of generated images, for leakage and localisation: where each word *should* attend.
 
-A region source is called once per generated image, after generation, and returns the image's
-`Regions` (or None when it knows none for that prompt). Two come with the product:
+A region source is called once per generated image, after generation, with the prompt's
+index, the traced maps and the image, and returns the image's `Regions` (or None when it knows
+none for that prompt). Three come with the product:
 
 - `mask_folder(folder)`: masks the user drew or segmented, one image file per prompt and
   region, named `<prompt>_<region>.png` (prompt: its 0-based index in the probe's prompts;
@@ -10,6 +11,10 @@ A region source is called once per generated image, after generation, and return
   written, `0_cat-toy.png` is the region of `<cat-toy>` in prompt 0; `0_background.png` is
   the background. Masks are read as white = inside (any mode; alpha counts as inside when
   present) and resized to the image with nearest-neighbour sampling.
+- `UnsupervisedRegions()`: no labels at all, as ConceptExpress: the salient clusters of the
+  finest self-attention (`capture.unsupervised_masks`) are the regions "cluster 1", ...; the
+  rest is "background". No word owns a cluster (nothing says which it should), so each word
+  gets its mass on every region (leakage) but no localisation score.
 - the embedded ShapesWorld's palette segmentation of its captions (`world.regions`).
 """
 
@@ -23,7 +28,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..capture.tokens import WordSpan
+from ..capture import AttentionMaps, unsupervised_masks
 from ..models.image_input import IMAGE_SUFFIXES as MASK_SUFFIXES
 UNSAFE_IN_FILE_NAMES = re.compile(r'[<>:"/\\|?*]')
 
@@ -38,16 +43,17 @@ class Regions:
 
     masks: region name -> (y, x) bool mask at the image's size, or None for a region the
         prompt names but the image does not show (e.g. an object drawn in the wrong colour).
-    words: (word, occurrence) -> (role, region name): the region each word should attend to,
-        for the words that name one; `role` groups words in tables ("color", or the word).
+    words: (word, occurrence) -> (role, region name or None): the words scored, each with the
+        region it should attend to (None: no region is its own); `role` groups words in
+        tables ("color", or the word).
     """
 
     masks: dict[str, np.ndarray | None]
-    words: dict[tuple[str, int], tuple[str, str]]
+    words: dict[tuple[str, int], tuple[str, str | None]]
 
 
-# (prompt index, prompt text, its word spans, generated image (y, x, 3) uint8) -> regions or None
-RegionSource = Callable[[int, str, Sequence[WordSpan], np.ndarray], "Regions | None"]
+# (prompt index, the traced maps, generated image (y, x, 3) uint8) -> regions or None
+RegionSource = Callable[[int, AttentionMaps, np.ndarray], "Regions | None"]
 
 
 def file_name_of(word: str) -> str:
@@ -109,8 +115,9 @@ def mask_folder(folder: str | Path, prompts: Sequence[str]) -> RegionSource:
     folder = Path(folder)
     files = _index_mask_folder(folder, len(prompts))
 
-    def regions(prompt: int, text: str, spans: Sequence[WordSpan], image: np.ndarray) -> Regions:
+    def regions(prompt: int, maps: AttentionMaps, image: np.ndarray) -> Regions:
         masks = {region: read_mask(path, image.shape[:2]) for region, path in files[prompt].items()}
+        spans = maps.tokens.words[prompt]
         words = {(s.word, s.occurrence): (s.word, file_name_of(s.word)) for s in spans if file_name_of(s.word) in masks}
         return Regions(masks, words)
 
@@ -141,3 +148,25 @@ def object_mask_folder(folder: str | Path, n: int) -> Callable[[int, np.ndarray]
     if missing:
         raise MaskFolderError(f"mask folder {folder} has no mask for example(s) {missing[:10]}{' ...' if len(missing) > 10 else ''}")
     return lambda index, image: read_mask(files[index], image.shape[:2])
+
+
+@dataclass(frozen=True)
+class UnsupervisedRegions:
+    """A region source needing no labels (see the module docstring): `analyse_attention`
+    captures the self-attention it reads (`self_layers`)."""
+
+    n_clusters: int = 4
+    self_layers: str = "all"
+
+    def __call__(self, prompt: int, maps: AttentionMaps, image: np.ndarray) -> Regions:
+        found = unsupervised_masks(maps, prompt=prompt, n_clusters=self.n_clusters)
+        size = image.shape[:2]
+
+        def at_image_size(mask: np.ndarray) -> np.ndarray:
+            picture = Image.fromarray(mask.astype(np.uint8) * 255).resize((size[1], size[0]), Image.Resampling.NEAREST)
+            return np.asarray(picture) > 127
+
+        masks: dict[str, np.ndarray | None] = {f"cluster {i + 1}": at_image_size(m) for i, m in enumerate(found.masks())}
+        masks["background"] = at_image_size(~found.foreground())
+        words = {(s.word, s.occurrence): (s.word, None) for s in maps.tokens.words[prompt] if s.tokens}
+        return Regions(masks, words)

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from ..analyses.generation import accepts, pipeline_default
-from ..analyses.regions import MaskFolderError, RegionSource, mask_folder
+from ..analyses.regions import MaskFolderError, RegionSource, UnsupervisedRegions, mask_folder
 from ..models.embeddings import EmbeddingFileError, insert_embeddings, read_embeddings
 from ..models.loading import PipelineLoadError, load_pipeline
 from ..models.shapes_pipeline import ShapesPipeline
@@ -68,7 +68,10 @@ class Context:
 
     @cached_property
     def regions(self) -> RegionSource | None:
-        """The user's mask folder, else ShapesWorld's segmentation on the embedded model."""
+        """The user's mask folder, or regions found without labels if asked, else ShapesWorld's
+        segmentation on the embedded model."""
+        if self.probe.inputs["unsupervised_regions"]:
+            return UnsupervisedRegions()
         if self.probe.inputs["masks"] is not None:
             try:
                 return mask_folder(self.probe.inputs["masks"], self.prompts())
@@ -112,7 +115,8 @@ class Context:
             "generation": self.generation,
             "embeddings": [{"file": str(path), "sha256": sha256_of(path)} for path in self.probe.model["embeddings"]],
             "learned_tokens": sorted(self.pipe.tokenizer.get_added_vocab()),
-            "regions": "mask folder " + self.probe.inputs["masks"] if self.probe.inputs["masks"] is not None
+            "regions": type(self.regions).__name__ if isinstance(self.regions, UnsupervisedRegions)
+            else "mask folder " + self.probe.inputs["masks"] if self.probe.inputs["masks"] is not None
             else ("ShapesWorld segmentation" if self.embedded else None),
         }
 

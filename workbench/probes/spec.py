@@ -4,7 +4,8 @@
     seed = 0
     [model]       pipeline, embeddings, device, dtype, steps, guidance_scale, height, width,
                   negative_prompt
-    [inputs]      prompts = [...] (masks = "folder")  or  scenes = 8, objects = 2, split = "test"
+    [inputs]      prompts = [...] (masks = "folder" or unsupervised_regions = true)
+                  or  scenes = 8, objects = 2, split = "test"
     [attention]   layers, per_step                 (trace + overlap + leakage)
     [primary_auxiliary] encoder, vision, mapper_hidden, images, image_folder, embeddings,
                   labels, masks, template   (which learned word carries what)
@@ -59,6 +60,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
     "inputs": {
         "prompts": ((list,), [], "prompts to generate (any model)"),
         "masks": ((str,), None, "folder of region masks named <prompt>_<region>.png, for leakage on your prompts"),
+        "unsupervised_regions": ((bool,), False, "find regions without labels (self-attention clusters, as ConceptExpress) for leakage"),
         "scenes": ((int,), 0, "number of held-out ShapesWorld scenes whose captions are used"),
         "objects": ((int,), 2, "objects per ShapesWorld scene (1 or 2)"),
         "split": ((str,), "test", '"train" or "test" (held-out factor combinations)'),
@@ -218,6 +220,8 @@ def parse_probe(text: str, path: str = "<probe>") -> Probe:
         raise ProbeError(f"{_where(path, text, 'projection', 'bank')}: bank = \"learned-words\" needs a [primary_auxiliary] section")
     if inputs["prompts"] and inputs["scenes"]:
         raise ProbeError(f"{_where(path, text, 'inputs', 'scenes')}: [inputs] takes prompts = [...] or scenes = N, not both")
+    if inputs["masks"] is not None and inputs["unsupervised_regions"]:
+        raise ProbeError(f"{_where(path, text, 'inputs', 'unsupervised_regions')}: [inputs] takes masks or unsupervised_regions, not both")
     if inputs["masks"] is not None and not inputs["prompts"]:
         raise ProbeError(f"{_where(path, text, 'inputs', 'masks')}: [inputs] masks are regions of your prompts' images; give prompts = [...] too")
     for key in ("height", "width", "steps"):

@@ -4,20 +4,19 @@ in the generated image by their colour (palette segmentation), the rest is backg
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Sequence
-
 import numpy as np
 
 from ..analyses.regions import Regions
-from ..capture.tokens import WordSpan
+from ..capture import AttentionMaps
 from .captions import CaptionError, parse_caption, word_roles
 from .segmentation import BACKGROUND_LABEL, object_masks_by_color, segment_by_palette
 
 
-def caption_regions(prompt: int, text: str, spans: Sequence[WordSpan], image: np.ndarray) -> Regions | None:
+def caption_regions(prompt: int, maps: AttentionMaps, image: np.ndarray) -> Regions | None:
     """The drawn objects (None where an object's colour was not drawn) and the background of
     a ShapesWorld caption's generated image; each size, colour and shape word names its
     object's region, the background word the background. None for any other prompt."""
+    text = maps.tokens.texts[prompt]
     try:
         factors = parse_caption(text)
     except CaptionError:
