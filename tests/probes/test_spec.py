@@ -3,7 +3,6 @@
 import pytest
 
 from workbench.probes import ProbeError, load_probe, parse_probe
-from workbench.probes.spec import SCHEMA
 
 MINIMAL = 'name = "p"\n[inputs]\nprompts = ["a red circle on a gray background"]\n[attention]\n'
 
