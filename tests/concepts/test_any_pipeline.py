@@ -137,3 +137,20 @@ def test_sdxl_encodes_with_both_encoders_and_its_size_conditioning(tmp_path):
     assert found["cats"]["text_encoder_2.text_model.encoder.layers.0"].shape == (3, 32)
     grads = gradients_at(pipe, layers, None, ["a cat", "a dog"], lambda images: images.mean((1, 2, 3)), timestep=400)
     assert grads["unet.mid_block"][1].shape == (2, found["cats"]["unet.mid_block"].shape[1])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_pipelines_trace_and_explain(tmp_path, dtype):
+    from workbench.capture import trace
+    from workbench.models.loading import load_pipeline
+    from workbench.models.random_pipelines import save_random_pipeline
+
+    pipe = load_pipeline(save_random_pipeline("sd15", tmp_path, tokenizer="bpe", sample_size=SIZE // 8), dtype=dtype)
+    pipe.set_progress_bar_config(disable=True)
+    with trace(pipe) as tr:
+        pipe(["a red cat"], num_inference_steps=2, output_type="np", generator=torch.Generator().manual_seed(0))
+    heat = tr.attention_maps().word("cat")
+    assert heat.dtype == torch.float32 and torch.isfinite(heat).all()  # probabilities are formed in float32
+    found = layer_activations(pipe, [ConceptSet("c", prompts=("a cat", "a dog"))], ["unet.mid_block"])
+    grads = gradients_at(pipe, ["unet.mid_block"], None, ["a cat", "a dog"], lambda images: images.float().mean((1, 2, 3)))
+    assert found["c"]["unet.mid_block"].dtype == torch.float32 and torch.isfinite(grads["unet.mid_block"][1]).all()

@@ -93,16 +93,24 @@ def test_a_probe_on_a_pipeline_in_memory(tmp_path):
     assert (run / "probe.toml").read_text().startswith('name = "notebook"')
 
 
-def test_sdxl_folder_with_a_two_encoder_word(tmp_path):
-    pipeline = save_random_pipeline("sdxl", tmp_path, tokenizer="bpe")
+def test_sdxl_folder_with_a_two_encoder_word(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    pipeline = save_random_pipeline("sdxl", tmp_path, tokenizer="bpe", sample_size=8)
     save_file({"clip_l": torch.randn(2, WIDTH), "clip_g": torch.randn(2, WIDTH)}, tmp_path / "mv.safetensors")
+    (tmp_path / "concept.txt").write_text("a mv dog\na mv on a sofa\nmv in a garden\n")
+    (tmp_path / "pool.txt").write_text("\n".join(f"a photo of thing {i}" for i in range(9)))
+    (tmp_path / "target.py").write_text("def brightness(images):\n    return images.float().mean((1, 2, 3))\n")
     (tmp_path / "xl.toml").write_text(
-        f'name = "xl"\n[model]\npipeline = "{pipeline}"\nembeddings = ["{tmp_path / "mv.safetensors"}"]\nsteps = 2\nheight = 64\nwidth = 64\n'
-        '[inputs]\nprompts = ["a mv dog"]\n[attention]\n')
-    run = run_probe(tmp_path / "xl.toml", tmp_path / "run", dashboard=False)
+        f'name = "xl"\n[model]\npipeline = "{pipeline}"\nembeddings = ["mv.safetensors"]\nsteps = 2\n'
+        '[inputs]\nprompts = ["a mv dog"]\n[attention]\n'
+        '[tcav]\ntarget = "target.py:brightness"\nconcepts = ["prompts:concept.txt", "prompts:pool.txt"]\nrandom_pool = "prompts:pool.txt"\n'
+        'explained = "prompts:concept.txt"\nlayers = ["unet.mid_block", "text_encoder_2.text_model.encoder.layers.0"]\nexamples = 3\nrandom_runs = 3\n')
+    run = run_probe(Path("xl.toml"), Path("run"), dashboard=False)
     record = json.loads((run / "run.json").read_text())
     assert record["model"]["generation"]["guidance_scale"] == 5.0  # SDXL's own default
     assert {"mv", "mv_1"} <= set(record["model"]["learned_tokens"])
+    scores = pd.read_parquet(run / "tcav" / "scores.parquet")
+    assert set(scores.layer) == {"unet.mid_block", "text_encoder_2.text_model.encoder.layers.0"} and scores.score.between(0, 1).all()
 
 
 @pytest.mark.parametrize("change, message", [
