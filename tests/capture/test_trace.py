@@ -49,6 +49,13 @@ def test_stable_diffusion_trace_is_bit_identical_with_character_tokens(sd):
     assert {layer.group for layer in maps.layers} == {"down.0", "down.1", "down.2", "mid", "up.1", "up.2", "up.3"}
 
 
+def test_heat_maps_of_a_trace_without_cross_attention_are_refused(tiny_shapes):
+    with trace(tiny_shapes, layers=None, self_layers="all") as tr:
+        run(tiny_shapes, steps=1)
+    with pytest.raises(ValueError, match="no cross-attention layers"):  # not a NaN map from an empty mean
+        tr.attention_maps().word("red")
+
+
 def test_processors_come_back_after_an_exception(tiny_shapes):
     before = dict(tiny_shapes.unet.attn_processors)
     with pytest.raises(ZeroDivisionError):

@@ -184,7 +184,7 @@ class AttentionMaps:
         size = tuple(size or self.image_size)
         rows = self.rows(prompt, image)
         by_resolution: dict[tuple[int, int], list[torch.Tensor]] = defaultdict(list)
-        chosen = self.select(layers)
+        chosen = self.select(layers)  # raises when none was captured, never an empty mean
         slot_index = torch.tensor(slots)
         for layer in chosen:
             maps = self.maps[layer.path]  # (row, [step], [head], token, y, x)
