@@ -30,6 +30,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..capture import AttentionMaps, unsupervised_masks
 from ..models.image_input import IMAGE_SUFFIXES as MASK_SUFFIXES
+
 UNSAFE_IN_FILE_NAMES = re.compile(r'[<>:"/\\|?*]')
 
 
@@ -70,23 +71,29 @@ def read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()
-            alpha = image.getchannel("A") if "A" in image.getbands() else None
-            gray = image.convert("L") if alpha is None else alpha
-            gray = gray.resize((size[1], size[0]), Image.Resampling.NEAREST)
+            gray = image.getchannel("A") if "A" in image.getbands() else image.convert("L")
     except (UnidentifiedImageError, OSError) as error:
         raise MaskFolderError(f"{path}: not a readable image ({error})") from None
-    return np.asarray(gray) > 127
+    return _inside(gray, size)
+
+
+def _inside(gray: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """A grey mask resized to (y, x) = `size` with nearest-neighbour sampling, > 127 inside."""
+    return np.asarray(gray.resize((size[1], size[0]), Image.Resampling.NEAREST)) > 127
+
+
+def _mask_files(folder: Path) -> list[Path]:
+    """The files of a mask folder, hidden ones left out, in name order."""
+    if not folder.is_dir():
+        raise MaskFolderError(f"mask folder {folder} does not exist or is not a folder")
+    return sorted(path for path in folder.iterdir() if not path.name.startswith("."))
 
 
 def _index_mask_folder(folder: Path, n_prompts: int) -> dict[int, dict[str, Path]]:
     """prompt -> region -> file, checked: every file named `<prompt>_<region>`, every prompt
     in range and with at least one mask."""
-    if not folder.is_dir():
-        raise MaskFolderError(f"mask folder {folder} does not exist or is not a folder")
     found: dict[int, dict[str, Path]] = {p: {} for p in range(n_prompts)}
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith("."):
-            continue
+    for path in _mask_files(folder):
         match = re.fullmatch(r"(\d+)_(.+)", path.stem)
         if path.suffix.lower() not in MASK_SUFFIXES or match is None:
             raise MaskFolderError(
@@ -133,12 +140,8 @@ def object_mask_folder(folder: str | Path, n: int) -> Callable[[int, np.ndarray]
             an index out of range, or an example without its mask (lists which).
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        raise MaskFolderError(f"mask folder {folder} does not exist or is not a folder")
     files: dict[int, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith("."):
-            continue
+    for path in _mask_files(folder):
         if path.suffix.lower() not in MASK_SUFFIXES or not path.stem.isdigit():
             raise MaskFolderError(f"{path}: expected object masks named <index>.png (0.png, 1.png, ...)")
         if int(path.stem) >= n:
@@ -161,11 +164,7 @@ class UnsupervisedRegions:
     def __call__(self, prompt: int, maps: AttentionMaps, image: np.ndarray) -> Regions:
         found = unsupervised_masks(maps, prompt=prompt, n_clusters=self.n_clusters)
         size = image.shape[:2]
-
-        def at_image_size(mask: np.ndarray) -> np.ndarray:
-            picture = Image.fromarray(mask.astype(np.uint8) * 255).resize((size[1], size[0]), Image.Resampling.NEAREST)
-            return np.asarray(picture) > 127
-
+        at_image_size = lambda mask: _inside(Image.fromarray(mask.astype(np.uint8) * 255), size)  # noqa: E731
         masks: dict[str, np.ndarray | None] = {f"cluster {i + 1}": at_image_size(m) for i, m in enumerate(found.masks())}
         masks["background"] = at_image_size(~found.foreground())
         words = {(s.word, s.occurrence): (s.word, None) for s in maps.tokens.words[prompt] if s.tokens}

@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from ..capture.activations import first_tensor, pool_tensor, resolve_module
 from ..files import atomic_path
-from ..models.image_input import IMAGE_SUFFIXES, encoder_pixels
+from ..models.image_input import IMAGE_SUFFIXES, encoder_pixels, image_files
 from ..world.scenes import sample_scene, scenes_to_tensor
 from ..world.vocabulary import FACTOR_VALUES
 from .pipeline_io import Conditioning, encode_prompts, predict
@@ -70,7 +70,7 @@ class ConceptSet:
         folder = Path(folder)
         if not folder.is_dir():
             raise ValueError(f"concept {name!r}: {folder} is not a folder of images")
-        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        files = image_files(folder)
         if len(files) < 2:
             found = ", ".join(sorted(f.name for f in folder.iterdir())[:10]) or "nothing"
             raise ValueError(f"concept {name!r}: {folder} holds {len(files)} image file(s) ({', '.join(IMAGE_SUFFIXES)}); "
@@ -136,9 +136,8 @@ def random_sets(n_sets: int, size: int, seed: int = 0, image_size: int = 32, pre
 
 
 def sets_from_pool(pool: ConceptSet, n_sets: int, size: int, seed: int = 0, prefix: str = "random") -> list[ConceptSet]:
-    """n_sets random concept sets of `size` examples each, drawn without replacement from a
-    pool the user gives (a folder of images, a prompt list), each with its own seed, named
-    prefix0, prefix1, ...
+    """n_sets random concept sets of `size` examples each, each drawn without replacement from
+    a pool the user gives (a folder of images, a prompt list), seeded, named prefix0, prefix1, ...
 
     Raises:
         ValueError: a pool smaller than `size`.

@@ -20,6 +20,12 @@ ImageLike = Union[Image.Image, str, Path, np.ndarray]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")  # what folders of images are read for
 
 
+def image_files(folder: str | Path) -> list[Path]:
+    """The image files in `folder` (by suffix), in name order; none when it is not a folder."""
+    folder = Path(folder)
+    return sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+
+
 def _as_pil(image: ImageLike, index: int) -> Image.Image:
     if isinstance(image, (str, Path)):
         try:

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..analyses.generation import accepts, pipeline_default
+from ..analyses.generation import generation_options
 from ..analyses.regions import MaskFolderError, RegionSource, UnsupervisedRegions, mask_folder
 from ..models.embeddings import EmbeddingFileError, insert_embeddings, read_embeddings
 from ..models.loading import PipelineLoadError, load_pipeline
@@ -82,10 +82,16 @@ class Context:
     @cached_property
     def generation(self) -> dict[str, Any]:
         """steps, seed and the pipeline options, guidance_scale resolved to the pipeline's own
-        default when the probe leaves it unset."""
+        default when the probe leaves it unset.
+
+        Raises:
+            ProbeError: an option the pipeline does not take.
+        """
         model = self.probe.model
-        options = {key: model[key] for key in ("guidance_scale", "height", "width", "negative_prompt") if model[key] is not None}
-        options.setdefault("guidance_scale", pipeline_default(self.pipe, "guidance_scale"))
+        try:
+            options = generation_options(self.pipe, **{key: model[key] for key in ("guidance_scale", "height", "width", "negative_prompt")})
+        except ValueError as error:
+            raise ProbeError(f"{self.probe.source}: [model] {error}") from None
         return {"steps": model["steps"], "seed": self.probe.seed, **options}
 
     def check(self) -> None:
@@ -95,15 +101,10 @@ class Context:
         Raises:
             ProbeError: naming the probe file, the section and why.
         """
-        where = self.probe.source
-        pipe = self.pipe
-        name = type(pipe).__name__
-        for key in ("height", "width", "negative_prompt"):
-            if self.probe.model[key] is not None and not accepts(pipe, key):
-                raise ProbeError(f"{where}: [model] {key} is set, but {name} does not take it; leave it out for this model")
+        _ = self.generation  # the model loads, and every option set is one it takes
         if self.probe.inputs["scenes"] and not self.embedded:
-            raise ProbeError(f"{where}: [inputs] scenes are ShapesWorld captions for the embedded model; give this {name} "
-                             "prompts = [...] (and masks = \"folder\" for leakage)")
+            raise ProbeError(f"{self.probe.source}: [inputs] scenes are ShapesWorld captions for the embedded model; give this "
+                             f"{type(self.pipe).__name__} prompts = [...] (and masks = \"folder\" for leakage)")
         _ = self.regions  # a mask folder is checked against the prompts now
 
     def model_record(self) -> dict[str, Any]:
@@ -115,9 +116,14 @@ class Context:
             "generation": self.generation,
             "embeddings": [{"file": str(path), "sha256": sha256_of(path)} for path in self.probe.model["embeddings"]],
             "learned_tokens": sorted(self.pipe.tokenizer.get_added_vocab()),
-            "regions": type(self.regions).__name__ if isinstance(self.regions, UnsupervisedRegions)
-            else "mask folder " + self.probe.inputs["masks"] if self.probe.inputs["masks"] is not None
-            else ("ShapesWorld segmentation" if self.embedded else None),
+            "regions": self._regions_label(),
         }
+
+    def _regions_label(self) -> str | None:
+        if isinstance(self.regions, UnsupervisedRegions):
+            return type(self.regions).__name__
+        if self.probe.inputs["masks"] is not None:
+            return "mask folder " + self.probe.inputs["masks"]
+        return "ShapesWorld segmentation" if self.regions is not None else None
 
 

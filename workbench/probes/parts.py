@@ -25,7 +25,7 @@ from ..concepts.concept_sets import parse_query
 from ..models.classifier import ShapesClassifier
 from ..models.elite import ELITE_FEATURE_LAYERS, ELITEEncoder, load_global_mapper
 from ..models.embeddings import read_embeddings
-from ..models.image_input import IMAGE_SUFFIXES
+from ..models.image_input import IMAGE_SUFFIXES, image_files
 from ..models.loading import embedded_path
 from ..models.word_encoder import load_word_encoder
 from ..projection import Projection
@@ -80,10 +80,9 @@ def _comparison_inputs(ctx: Context, settings: dict[str, Any]) -> dict[str, Any]
         inputs: dict[str, Any] = {"words": words_of([read_embeddings(path) for path in settings["embeddings"]])}
         n = len(settings["embeddings"])
     elif settings["image_folder"] is not None:
-        folder = Path(settings["image_folder"])
-        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+        files = image_files(settings["image_folder"])
         if not files:
-            raise ValueError(f"image_folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            raise ValueError(f"image_folder {settings['image_folder']} holds no images ({', '.join(IMAGE_SUFFIXES)})")
         inputs, n = {"words": _word_source(ctx, settings), "images": files}, len(files)
     else:
         scenes = sample_scenes(settings["images"], seed=ctx.probe.seed, split="test", n_objects=1)
@@ -119,7 +118,7 @@ def check_primary_auxiliary(ctx: Context, settings: dict[str, Any]) -> None:
 def primary_auxiliary(ctx: Context, settings: dict[str, Any], folder: Path) -> dict[str, Any]:
     inputs = ctx.prepared.get("primary_auxiliary") or _comparison_inputs(ctx, settings)
     result = compare_words(ctx.pipe, **inputs, template=settings["template"], steps=ctx.probe.model["steps"],
-                           guidance_scale=ctx.generation["guidance_scale"], seed=ctx.probe.seed, batch_size=32)
+                           guidance_scale=ctx.generation.get("guidance_scale"), seed=ctx.probe.seed, batch_size=32)
     save_file({"words": torch.from_numpy(result.words).float(), "generated": torch.from_numpy(np.ascontiguousarray(result.generated))},
               str(folder / "words.safetensors"))
     _table(result.to_frame(), folder, "words")
