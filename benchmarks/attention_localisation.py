@@ -26,10 +26,10 @@ import workbench
 from workbench.capture import cluster_self_attention, trace, unsupervised_masks
 from workbench.files import atomic_path
 from workbench.metrics import iou, threshold_iou
-from workbench.models.loading import load_pipeline
-from workbench.models.shapes_pipeline import DEFAULT_GUIDANCE_SCALE
-from workbench.world import parse_caption, sample_scenes
-from workbench.world.segmentation import BACKGROUND_LABEL, object_masks_by_color, segment_by_palette
+from workbench.pipelines.loading import load_pipeline
+from workbench.shapesworld.models.pipeline import DEFAULT_GUIDANCE_SCALE
+from workbench.shapesworld import parse_caption, sample_scenes
+from workbench.shapesworld.segmentation import BACKGROUND_LABEL, object_masks_by_color, segment_by_palette
 
 RESULT = Path(__file__).parent / "results" / "attention_localisation.json"
 UNSUPERVISED_CLUSTERS = 4  # up to two objects, background, and a spare for object borders

@@ -23,15 +23,16 @@ import torch
 
 import workbench
 from workbench.analyses import compare_words
-from workbench.world.comparison import comparison_inputs
+from workbench.shapesworld.comparison import comparison_inputs
 from workbench.files import atomic_path
-from workbench.models.classifier import ShapesClassifier
-from workbench.models.elite import injected_words
-from workbench.models.judge import judge_images
-from workbench.models.loading import embedded_path, load_pipeline
-from workbench.models.shapes_pipeline import DEFAULT_GUIDANCE_SCALE
-from workbench.models.word_encoder import WordEncoder
-from workbench.world import sample_scenes
+from workbench.shapesworld.models.classifier import ShapesClassifier
+from workbench.pipelines.elite import injected_words
+from workbench.shapesworld.models.judge import judge_images
+from workbench.pipelines.loading import load_pipeline
+from workbench.shapesworld.data import embedded_path
+from workbench.shapesworld.models.pipeline import DEFAULT_GUIDANCE_SCALE
+from workbench.shapesworld.models.word_encoder import WordEncoder
+from workbench.shapesworld import sample_scenes
 
 RESULT = Path(__file__).parent / "results" / "primary_vs_auxiliary.json"
 

@@ -55,8 +55,8 @@ from workbench.concepts import (
     sets_from_pool,
 )
 from workbench.files import atomic_path
-from workbench.models.embeddings import LearnedWord, insert_embeddings
-from workbench.models.random_pipelines import build_random_pipeline
+from workbench.pipelines.embeddings import LearnedWord, insert_embeddings
+from workbench.pipelines.random_pipelines import build_random_pipeline
 
 RESULT = Path(__file__).parent / "results" / "tcav_any_pipeline.json"
 LAYERS = ["unet.down_blocks.1", "unet.mid_block"]

@@ -51,18 +51,18 @@ import torch
 import workbench
 from workbench.concepts import (
     TargetModel,
-    from_query,
     gradients_at,
     layer_activations,
-    random_sets,
     results_frame,
     run_tcav,
     run_tcav_results,
 )
 from workbench.concepts.targets import classifier_logit, classifier_logits
+from workbench.shapesworld.concepts import from_query, random_sets
 from workbench.files import atomic_path
-from workbench.models.classifier import ShapesClassifier
-from workbench.models.loading import embedded_path, load_pipeline
+from workbench.shapesworld.models.classifier import ShapesClassifier
+from workbench.pipelines.loading import load_pipeline
+from workbench.shapesworld.data import embedded_path
 
 RESULT = Path(__file__).parent / "results" / "tcav_check.json"
 

@@ -34,8 +34,8 @@ import torch
 import workbench
 from workbench.capture import trace
 from workbench.files import atomic_path
-from workbench.models.loading import load_pipeline
-from workbench.models.random_pipelines import save_random_pipeline
+from workbench.pipelines.loading import load_pipeline
+from workbench.pipelines.random_pipelines import save_random_pipeline
 
 RESULT = Path(__file__).parent / "results" / "trace_overhead.json"
 

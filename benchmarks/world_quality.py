@@ -23,12 +23,13 @@ import torch
 from tqdm.auto import tqdm
 
 import workbench
-from workbench.models.classifier import ShapesClassifier
-from workbench.models.judge import judge_images
-from workbench.models.loading import embedded_path, load_pipeline
-from workbench.models.shapes_pipeline import DEFAULT_GUIDANCE_SCALE
+from workbench.shapesworld.models.classifier import ShapesClassifier
+from workbench.shapesworld.models.judge import judge_images
+from workbench.pipelines.loading import load_pipeline
+from workbench.shapesworld.data import embedded_path
+from workbench.shapesworld.models.pipeline import DEFAULT_GUIDANCE_SCALE
 from workbench.files import atomic_path
-from workbench.world import sample_scenes
+from workbench.shapesworld import sample_scenes
 
 RESULT = Path(__file__).parent / "results" / "world_quality.json"
 

@@ -9,7 +9,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import pytest  # noqa: E402
 
-from workbench.models.random_pipelines import save_random_pipeline  # noqa: E402
+from workbench.pipelines.random_pipelines import save_random_pipeline  # noqa: E402
 
 from .shapes_fixtures import tiny_shapes_pipeline  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Small ShapesWorld models built from config with fixed seeds."""
 
-from workbench.models.shapes_pipeline import ShapesModelConfig, ShapesPipeline, build_components
+from workbench.shapesworld.models.pipeline import ShapesModelConfig, ShapesPipeline, build_components
 
 TINY_CONFIG = ShapesModelConfig(block_out_channels=(8, 16, 16), attention_head_dim=8, text_width=16, text_heads=2)
 

@@ -58,14 +58,13 @@ def test_train_widths_must_be_three_multiples_of_eight(tmp_path, capsys):
 
 def test_trainer_flags_left_out_take_the_configs_own_defaults():
     from workbench.cli import _given, build_parser
-    from workbench.training.classifier import ClassifierTrainingConfig
-    from workbench.training.diffusion import DiffusionTrainingConfig
-    from workbench.training.local_mapping import LocalTrainingConfig
-    from workbench.training.word_encoder import EncoderTrainingConfig
+    from workbench.shapesworld.training.classifier import ClassifierTrainingConfig
+    from workbench.shapesworld.training.diffusion import DiffusionTrainingConfig
+    from workbench.shapesworld.training.word_encoder import EncoderTrainingConfig
 
     parse = build_parser().parse_args
     for command, config in [("train", DiffusionTrainingConfig), ("train-classifier", ClassifierTrainingConfig),
-                            ("train-encoder", EncoderTrainingConfig), ("train-local", LocalTrainingConfig)]:
+                            ("train-encoder", EncoderTrainingConfig)]:
         assert _given(config, parse(["world", command, "--out", "x"])) == config(), command
     given = _given(DiffusionTrainingConfig, parse(["world", "train", "--out", "x", "--steps", "7", "--two-object-fraction", "0.2"]))
     assert given == DiffusionTrainingConfig(steps=7, two_object_fraction=0.2)

@@ -1,23 +1,41 @@
-"""concept-workbench: see what learned words and concepts do inside text-to-image diffusion models."""
+"""concept-workbench: see what learned words and concepts do inside text-to-image diffusion models.
 
-from .capture import AttentionMaps, trace
-from .models.classifier import ShapesClassifier
-from .models.loading import PipelineLoadError, load_pipeline
-from .models.shapes_pipeline import ShapesPipeline
-from .models.word_encoder import WordEncoder, load_word_encoder
-from .world.scenes import Scene, sample_scenes
+The product: `trace` a pipeline's attention, `load_pipeline` a user's model (or an embedded
+world's, "shapes"), and the subpackages capture, concepts, analyses, metrics, projection,
+viz and probes. ShapesWorld, the embedded default, is `workbench.shapesworld`: it uses the
+product, never the reverse.
 
-__version__ = "0.1.0"
+The names below load on first use, so that `import workbench.metrics` or the command line's
+--help do not pay for torch and diffusers.
+"""
 
-__all__ = [
-    "AttentionMaps",
-    "PipelineLoadError",
-    "Scene",
-    "ShapesClassifier",
-    "ShapesPipeline",
-    "load_pipeline",
-    "sample_scenes",
-    "trace",
-    "WordEncoder",
-    "load_word_encoder",
-]
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+from .version import __version__
+
+_LAZY = {
+    "AttentionMaps": ".capture",
+    "trace": ".capture",
+    "PipelineLoadError": ".pipelines.loading",
+    "load_pipeline": ".pipelines.loading",
+}
+
+if TYPE_CHECKING:
+    from .capture import AttentionMaps, trace
+    from .pipelines.loading import PipelineLoadError, load_pipeline
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+    value = getattr(import_module(_LAZY[name], __name__), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = ["AttentionMaps", "PipelineLoadError", "__version__", "load_pipeline", "trace"]

@@ -12,7 +12,7 @@ Config = TypeVar("Config")
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from .demo import run_demo
+    from .shapesworld.demo import run_demo
 
     path = run_demo(args.out, count=args.count, seed=args.seed, steps=args.steps, probes=args.probes)
     print(f"demo dashboard written to {path.resolve()}")
@@ -38,8 +38,8 @@ def _given(config_class: type[Config], args: argparse.Namespace) -> Config:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from .models.shapes_pipeline import ShapesModelConfig
-    from .training.diffusion import DiffusionTrainingConfig, train_diffusion
+    from .shapesworld.models.pipeline import ShapesModelConfig
+    from .shapesworld.training.diffusion import DiffusionTrainingConfig, train_diffusion
 
     model = ShapesModelConfig(block_out_channels=args.widths) if args.widths else None
     path = train_diffusion(args.out, _given(DiffusionTrainingConfig, args), model, export_to=args.export_to)
@@ -47,24 +47,17 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _train_classifier(args: argparse.Namespace) -> None:
-    from .training.classifier import ClassifierTrainingConfig, train_classifier
+    from .shapesworld.training.classifier import ClassifierTrainingConfig, train_classifier
 
     train_classifier(args.out, _given(ClassifierTrainingConfig, args))
     print(f"classifier written to {Path(args.out).resolve()}")
 
 
 def _train_encoder(args: argparse.Namespace) -> None:
-    from .training.word_encoder import EncoderTrainingConfig, train_word_encoder
+    from .shapesworld.training.word_encoder import EncoderTrainingConfig, train_word_encoder
 
     path = train_word_encoder(args.out, _given(EncoderTrainingConfig, args), pipeline=args.pipeline, export_to=args.export_to)
     print(f"encoder written to {path.resolve()}")
-
-
-def _train_local(args: argparse.Namespace) -> None:
-    from .training.local_mapping import LocalTrainingConfig, train_local_mapping
-
-    path = train_local_mapping(args.out, _given(LocalTrainingConfig, args), encoder=args.encoder, pipeline=args.pipeline)
-    print(f"local mapping written to {path.resolve()}")
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -109,10 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=float,
                        help="peak rate; resuming a finished (annealed) run with a higher rate starts a new phase")
     train.add_argument("--two-object-fraction", type=float, help="share of two-object scenes per batch")
-    train.add_argument("--grounding-weight", type=float,
-                       help="weight of the token grounding loss: each object word's attention pulled onto its object")
-    train.add_argument("--binding-weight", type=float,
-                       help="weight of the loss telling each two-object caption from its shape-swapped twin (0: off)")
     train.add_argument("--widths", type=_widths, default=None,
                        help="the UNet's channels per resolution, e.g. 32,64,64 (default 32,64,128; a resumed run keeps its own)")
     train.add_argument("--export-to", default=None, help="where to write the pipeline (default: OUT/pipeline)")
@@ -130,23 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     encoder.add_argument("--seed", type=int)
     encoder.add_argument("--split-fraction", type=float,
                          help="fraction of samples that keep only w0 (scored on the object) or only w1..wk (on the background)")
-    encoder.add_argument("--adversary-weight", type=float,
-                         help="weight of the loss confusing probes that read the object from w1..wk and the background from w0 (0: none; try 0.001)")
-    encoder.add_argument("--distill-weight", type=float,
-                         help="weight of matching the frozen model's noise prediction from each scene's caption (0: none; try 1)")
-    encoder.add_argument("--identity-weight", type=float,
-                         help="weight of the classifier's agreement between the input and the predicted clean image (0: none)")
     encoder.add_argument("--export-to", default=None, help="where to write the encoder (default: OUT/encoder)")
     encoder.set_defaults(run=_train_encoder)
-    local = world_commands.add_parser("train-local", help="train ELITE's local mapping for a word encoder (both models frozen)", argument_default=argparse.SUPPRESS)
-    local.add_argument("--out", required=True, help="training folder (checkpoint, log, local_mapper.pt)")
-    local.add_argument("--encoder", default="shapes", help="the frozen word encoder (name or folder)")
-    local.add_argument("--pipeline", default="shapes", help="the frozen text-to-image pipeline (name or folder)")
-    local.add_argument("--steps", type=int)
-    local.add_argument("--batch-size", type=int)
-    local.add_argument("--seed", type=int)
-    local.add_argument("--strength", type=float, help="lambda, the weight of the local attention term")
-    local.set_defaults(run=_train_local)
     return parser
 
 

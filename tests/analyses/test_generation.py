@@ -3,11 +3,11 @@
 import pytest
 
 from workbench.analyses.generation import generation_options
-from workbench.models.random_pipelines import build_random_pipeline
+from workbench.pipelines.random_pipelines import build_random_pipeline
 
 
 def test_guidance_defaults_to_each_pipelines_own(tmp_path, tiny_shapes):
-    from workbench.models.shapes_pipeline import DEFAULT_GUIDANCE_SCALE
+    from workbench.shapesworld.models.pipeline import DEFAULT_GUIDANCE_SCALE
 
     assert generation_options(build_random_pipeline("sd15", tmp_path / "sd"))["guidance_scale"] == 7.5
     assert generation_options(build_random_pipeline("sdxl", tmp_path / "xl"))["guidance_scale"] == 5.0

@@ -6,15 +6,15 @@ from safetensors.torch import save_file
 
 from workbench.analyses import compare_words
 from workbench.analyses.primary_auxiliary import words_of
-from workbench.models.elite import ELITEEncoder, load_global_mapper
-from workbench.models.embeddings import read_embeddings
-from workbench.models.random_pipelines import save_random_pipeline
-from workbench.models.loading import load_pipeline
-from workbench.models.word_encoder import WordEncoder, WordEncoderConfig
-from workbench.world import sample_scenes
-from workbench.world.comparison import comparison_inputs
+from workbench.pipelines.elite import ELITEEncoder, load_global_mapper
+from workbench.pipelines.embeddings import read_embeddings
+from workbench.pipelines.random_pipelines import save_random_pipeline
+from workbench.pipelines.loading import load_pipeline
+from workbench.shapesworld.models.word_encoder import WordEncoder, WordEncoderConfig
+from workbench.shapesworld import sample_scenes
+from workbench.shapesworld.comparison import comparison_inputs
 
-from ..models.test_elite import elite_checkpoint
+from ..pipelines.test_elite import elite_checkpoint
 
 
 @pytest.fixture(scope="module")

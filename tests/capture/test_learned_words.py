@@ -6,9 +6,9 @@ import torch
 from safetensors.torch import save_file
 
 from workbench.capture import trace
-from workbench.models.embeddings import insert_embeddings, read_embeddings
-from workbench.models.loading import load_pipeline
-from workbench.models.random_pipelines import save_random_pipeline
+from workbench.pipelines.embeddings import insert_embeddings, read_embeddings
+from workbench.pipelines.loading import load_pipeline
+from workbench.pipelines.random_pipelines import save_random_pipeline
 
 TEXT_WIDTH = 32  # the random pipelines' text encoder width
 

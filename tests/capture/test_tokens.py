@@ -2,10 +2,10 @@ import pytest
 from tokenizers import AddedToken
 
 from workbench.capture.tokens import WordNotFoundError, align_words, collapse_slots, find_word
-from workbench.models.tokenizer import build_word_tokenizer
-from workbench.world import vocabulary
+from workbench.shapesworld.models.tokenizer import build_word_tokenizer
+from workbench.shapesworld import vocabulary
 
-from workbench.models.random_pipelines import write_bpe_tokenizer, write_char_tokenizer
+from workbench.pipelines.random_pipelines import write_bpe_tokenizer, write_char_tokenizer
 
 
 @pytest.fixture(scope="module")

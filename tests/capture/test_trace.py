@@ -6,7 +6,7 @@ from diffusers.models.attention_processor import AttnProcessor
 
 from workbench.capture import AttentionMaps, CaptureMemoryError, LayerSelectionError, WordNotFoundError, trace
 from workbench.capture.processor import CaptureProcessor, spatial_shape
-from workbench.models.loading import load_pipeline
+from workbench.pipelines.loading import load_pipeline
 
 PROMPTS = ["a large red circle on a gray background", "a small blue square and a large yellow cross on a striped background"]
 
@@ -184,7 +184,7 @@ def test_spatial_shape_handles_non_square_latents():
 
 @pytest.mark.parametrize("family", ["sd2", "sdxl"])
 def test_other_stable_diffusion_families_trace_bit_identically(family, tmp_path):
-    from workbench.models.random_pipelines import save_random_pipeline
+    from workbench.pipelines.random_pipelines import save_random_pipeline
 
     pipe = load_pipeline(save_random_pipeline(family, tmp_path))
     pipe.set_progress_bar_config(disable=True)

@@ -17,8 +17,8 @@ from workbench.concepts import (
     sets_from_pool,
 )
 from workbench.concepts.pipeline_io import clean_estimate, from_latents, to_latents
-from workbench.models.embeddings import LearnedWord, insert_embeddings
-from workbench.models.random_pipelines import build_random_pipeline
+from workbench.pipelines.embeddings import LearnedWord, insert_embeddings
+from workbench.pipelines.random_pipelines import build_random_pipeline
 
 SIZE = 64  # pixels: 8x8 latents
 LAYER = "unet.down_blocks.1"
@@ -142,8 +142,8 @@ def test_sdxl_encodes_with_both_encoders_and_its_size_conditioning(tmp_path):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_precision_pipelines_trace_and_explain(tmp_path, dtype):
     from workbench.capture import trace
-    from workbench.models.loading import load_pipeline
-    from workbench.models.random_pipelines import save_random_pipeline
+    from workbench.pipelines.loading import load_pipeline
+    from workbench.pipelines.random_pipelines import save_random_pipeline
 
     pipe = load_pipeline(save_random_pipeline("sd15", tmp_path, tokenizer="bpe", sample_size=SIZE // 8), dtype=dtype)
     pipe.set_progress_bar_config(disable=True)

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from workbench.concepts.concept_sets import ConceptSet, concept_activations, from_query, parse_query, random_sets
+from workbench.concepts.concept_sets import ConceptSet, concept_activations
+from workbench.shapesworld.concepts import from_query, parse_query, random_sets
 
 
 def test_factor_queries_draw_matching_scenes():
@@ -53,7 +54,7 @@ def test_text_concepts_reach_the_unet_through_their_conditioning_alone(tiny_shap
 
 def test_run_tcav_end_to_end_on_a_tiny_model(tiny_shapes):
     from workbench.concepts.run import run_tcav
-    from workbench.models.classifier import ShapesClassifier
+    from workbench.shapesworld.models.classifier import ShapesClassifier
 
     from workbench.concepts import classifier_logit
 

@@ -4,9 +4,9 @@ from diffusers import DDPMScheduler
 
 from workbench.concepts.pipeline_io import clean_estimate
 from workbench.concepts.targets import TargetModel, classifier_logit, classifier_logits, gradients_at, layer_gradients
-from workbench.models.classifier import ShapesClassifier
-from workbench.world.scenes import scenes_to_tensor
-from workbench.world import sample_scenes
+from workbench.shapesworld.models.classifier import ShapesClassifier
+from workbench.shapesworld.scenes import scenes_to_tensor
+from workbench.shapesworld import sample_scenes
 
 
 @pytest.fixture(scope="module")

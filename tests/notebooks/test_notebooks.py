@@ -17,7 +17,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from workbench.models import data_dir
+from workbench.shapesworld.data import data_dir
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 NAMES = [
@@ -28,7 +28,7 @@ NAMES = [
 ]
 CELL_TIMEOUT_S = 600
 # The packages a notebook may import from; names used from them must be in their __all__.
-PUBLIC_PACKAGES = ("metrics", "concepts", "viz", "models", "analyses", "projection", "world", "capture")
+PUBLIC_PACKAGES = ("metrics", "concepts", "viz", "pipelines", "analyses", "projection", "shapesworld", "capture")
 
 
 def read(name: str) -> nbformat.NotebookNode:
@@ -124,7 +124,7 @@ def test_notebook_calls_only_the_public_api(name):
 
 
 def test_the_public_api_check_catches_private_names():
-    assert private_uses("from workbench.world.segmentation import segment_by_palette") == ["workbench.world.segmentation"]
-    assert private_uses("from workbench import world\nworld.segmentation") == ["workbench.world.segmentation"]
-    assert private_uses("import workbench\nworkbench.models.loading") == ["workbench.models.loading"]
+    assert private_uses("from workbench.shapesworld.segmentation import segment_by_palette") == ["workbench.shapesworld.segmentation"]
+    assert private_uses("from workbench import shapesworld\nshapesworld.segmentation") == ["workbench.shapesworld.segmentation"]
+    assert private_uses("import workbench\nworkbench.pipelines.loading") == ["workbench.pipelines.loading"]
     assert private_uses("import workbench\nfrom workbench import metrics, viz\nworkbench.trace\nmetrics.soft_iou\nviz.tcav_figure") == []

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from workbench.cli import main
-from workbench.probes import RunDirectoryError, run_probe, write_run_dashboard
+from workbench.probes import RunDirectoryError, run_probe
 
 PROBE = """
 name = "tiny"

@@ -61,7 +61,7 @@ def test_missing_file_and_bad_toml(tmp_path):
 
 
 def test_shipped_probes_are_valid():
-    from workbench.demo import probes_dir
+    from workbench.shapesworld.demo import probes_dir
 
     files = sorted(probes_dir().glob("*.toml"))
     assert len(files) >= 4

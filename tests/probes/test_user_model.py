@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from workbench.models.embeddings import insert_embeddings, read_embeddings
-from workbench.models.random_pipelines import build_random_pipeline, save_random_pipeline
+from workbench.pipelines.embeddings import insert_embeddings, read_embeddings
+from workbench.pipelines.random_pipelines import build_random_pipeline, save_random_pipeline
 from workbench.probes import ProbeError, parse_probe, run_probe
 
 WIDTH = 32  # the random pipelines' text width
@@ -115,10 +115,10 @@ def test_sdxl_folder_with_a_two_encoder_word(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("change, message", [
     (lambda t: t + "[tcav]\n", r"\[tcav\] target, concepts \('color=red'\), concepts \('color=blue'\), random_pool, explained: "
-                                "this StableDiffusionPipeline is not the embedded ShapesWorld model"),
+                                "this StableDiffusionPipeline is not an embedded world's model"),
     (lambda t: t + '[tcav]\ntarget = "missing.py:f"\nconcepts = ["prompts:x.txt", "prompts:y.txt"]\nrandom_pool = "prompts:x.txt"\n'
                    'explained = "prompts:x.txt"\n', r"\[tcav\] target 'missing.py:f': missing.py does not exist"),
-    (lambda t: t + "[primary_auxiliary]\n", r"\[primary_auxiliary\] encodes ShapesWorld scenes by default"),
+    (lambda t: t + "[primary_auxiliary]\n", r"\[primary_auxiliary\] encodes the embedded world's scenes by default"),
     (lambda t: t.replace("[inputs]\n", '[inputs]\nmasks = "MASKS"\n'), r"no masks for prompt\(s\) \[1\]"),
     (lambda t: t.replace("a1111.pt", "wide.safetensors"), r"'<wide>' \(from .*wide.safetensors\) has width 768"),
     (lambda t: t.replace('pipeline = "', 'pipeline = "/nowhere'), "neither an embedded model"),
@@ -159,9 +159,9 @@ def test_tcav_on_a_folder_with_the_users_concepts_and_target(user_files, tmp_pat
 def test_primary_auxiliary_with_an_elite_checkpoint_and_learned_word_files(user_files, tmp_path, monkeypatch):
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
-    from workbench.models.loading import load_pipeline
+    from workbench.pipelines.loading import load_pipeline
 
-    from ..models.test_elite import elite_checkpoint
+    from ..pipelines.test_elite import elite_checkpoint
 
     root, pipeline = user_files
     monkeypatch.chdir(tmp_path)
@@ -191,7 +191,7 @@ def test_primary_auxiliary_with_an_elite_checkpoint_and_learned_word_files(user_
     assert pd.read_parquet(run / "primary_auxiliary" / "words.parquet").word.tolist() == ["w0", "w1"] * 2
     # what cannot run is refused before anything is written
     (tmp_path / "bad.toml").write_text(f'name = "bad"\n[model]\npipeline = "{pipeline}"\n[primary_auxiliary]\n')
-    with pytest.raises(ProbeError, match=r"\[primary_auxiliary\] encodes ShapesWorld scenes by default"):
+    with pytest.raises(ProbeError, match=r"\[primary_auxiliary\] encodes the embedded world's scenes by default"):
         run_probe(Path("bad.toml"), Path("run-bad"))
     (tmp_path / "bad.toml").write_text(text.replace('labels = "labels.csv"', 'masks = "vision"'))  # not mask images
     with pytest.raises(ProbeError, match=r"expected object masks named <index>.png"):

@@ -25,8 +25,8 @@ from tqdm.auto import tqdm
 from ..capture import trace
 from ..metrics import cosine_similarity_matrix, dci_fast, infomec, mass_inside, mig, nearest_tokens, probe_leakage
 from ..metrics.representations import ProbeLeakage
-from ..models.elite import injected_words
-from ..models.embeddings import LearnedWord
+from ..pipelines.elite import injected_words
+from ..pipelines.embeddings import LearnedWord
 from .generation import generation_options
 
 # (example index, generated image (y, x, 3) uint8) -> the drawn object's (y, x) bool mask, or None

@@ -15,7 +15,7 @@ none for that prompt). Three come with the product:
   finest self-attention (`capture.unsupervised_masks`) are the regions "cluster 1", ...; the
   rest is "background". No word owns a cluster (nothing says which it should), so each word
   gets its mass on every region (leakage) but no localisation score.
-- the embedded ShapesWorld's palette segmentation of its captions (`world.regions`).
+- the embedded ShapesWorld's palette segmentation of its captions (`workbench.shapesworld.regions`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..capture import AttentionMaps, unsupervised_masks
-from ..models.image_input import IMAGE_SUFFIXES as MASK_SUFFIXES
+from ..pipelines.image_input import IMAGE_SUFFIXES as MASK_SUFFIXES
 
 UNSAFE_IN_FILE_NAMES = re.compile(r'[<>:"/\\|?*]')
 

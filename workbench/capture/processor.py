@@ -17,7 +17,7 @@ import torch
 
 from torch import nn
 
-from ..models.attention import attention_probabilities
+from .probabilities import attention_probabilities
 from .architectures import AttentionLayer
 
 

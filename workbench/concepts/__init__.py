@@ -1,7 +1,7 @@
 """Concepts: activation vectors (CAVs) and TCAV scores with significance tests."""
 
 from .cav import CAV, fit_cavs
-from .concept_sets import ConceptSet, concept_activations, from_query, layer_activations, random_sets, sets_from_pool
+from .concept_sets import ConceptSet, concept_activations, layer_activations, sets_from_pool
 from .pipeline_io import encode_prompts
 from .run import run_tcav, run_tcav_results
 from .targets import LayerReadout, TargetModel, classifier_logit, classifier_logits, gradients_at, layer_gradients
@@ -27,12 +27,10 @@ __all__ = [
     "directional_derivatives",
     "encode_prompts",
     "fit_cavs",
-    "from_query",
     "gradients_at",
     "layer_activations",
     "layer_gradients",
     "magnitude_score",
-    "random_sets",
     "results_frame",
     "run_tcav",
     "run_tcav_results",

@@ -1,9 +1,9 @@
 """Concept sets (named sets of examples) and their activations at a module, cached on disk.
 
 A concept is images (a folder of the user's pictures, with or without prompts), prompts alone
-(text concepts), or given embeddings; ShapesWorld factor queries such as `color=red` make
-image concepts of the embedded world. Random sets are drawn from a pool the user gives (a
-folder, a prompt list) or from ShapesWorld. Activations are keyed by model, module, concept
+(text concepts), or given embeddings (an embedded world makes its own, e.g. ShapesWorld's factor
+queries such as `color=red`). Random sets are drawn from a pool the user gives (a folder, a
+prompt list). Activations are keyed by model, module, concept
 content, timestep and seed, written atomically as safetensors, and reused on the next run.
 
 How each kind of example reaches each kind of layer:
@@ -29,9 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from ..capture.activations import first_tensor, pool_tensor, resolve_module
 from ..files import atomic_path
-from ..models.image_input import IMAGE_SUFFIXES, encoder_pixels, image_files
-from ..world.scenes import sample_scene, scenes_to_tensor
-from ..world.vocabulary import FACTOR_VALUES
+from ..pipelines.image_input import IMAGE_SUFFIXES, encoder_pixels, image_files
 from .pipeline_io import Conditioning, encode_prompts, predict
 from .targets import DENOISER, model_inputs
 
@@ -100,39 +98,6 @@ class ConceptSet:
                 digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         digest.update("\n".join(self.prompts).encode())
         return digest.hexdigest()[:16]
-
-
-def parse_query(query: str) -> dict[str, str]:
-    """"color=red,shape=circle" -> {"color": "red", "shape": "circle"} (checked against the world)."""
-    wanted = {}
-    for part in filter(None, (p.strip() for p in query.split(","))):
-        key, sep, value = part.partition("=")
-        if not sep or key not in FACTOR_VALUES:
-            raise ValueError(f"bad factor query {part!r} in {query!r}; expected factor=value with a factor among {', '.join(FACTOR_VALUES)}")
-        if value not in FACTOR_VALUES[key]:
-            raise ValueError(f"{key}={value!r} is not a ShapesWorld value; {key} is one of {', '.join(FACTOR_VALUES[key])}")
-        wanted[key] = value
-    return wanted
-
-
-def from_query(name: str, query: str, n: int, seed: int = 0, image_size: int = 32) -> ConceptSet:
-    """n one-object ShapesWorld scenes matching a factor query ("" for a random set)."""
-    wanted = parse_query(query)
-    rng = np.random.default_rng(seed)
-    scenes = []
-    while len(scenes) < n:
-        scene = sample_scene(rng, 1, image_size)
-        obj = scene.objects[0]
-        values = {"color": obj.color, "shape": obj.shape, "size": obj.size, "background": scene.background}
-        if all(values[k] == v for k, v in wanted.items()):
-            scenes.append(scene)
-    return ConceptSet(name, tuple(s.caption for s in scenes), scenes_to_tensor(scenes))
-
-
-def random_sets(n_sets: int, size: int, seed: int = 0, image_size: int = 32, prefix: str = "random") -> list[ConceptSet]:
-    """n_sets random concept sets of one-object scenes, each drawn with its own seed, named
-    prefix0, prefix1, ... (use another prefix for a second family: names must be unique in a run)."""
-    return [from_query(f"{prefix}{r}", "", size, seed=seed * 10_007 + r + 1, image_size=image_size) for r in range(n_sets)]
 
 
 def sets_from_pool(pool: ConceptSet, n_sets: int, size: int, seed: int = 0, prefix: str = "random") -> list[ConceptSet]:

@@ -75,8 +75,8 @@ def run_tcav(
             "color", "red")), or a LayerReadout of a module.
         inputs: the examples whose predictions are explained (images and/or prompts).
         concepts: concept sets (ConceptSet.from_folder, prompts, embeddings; ShapesWorld's
-            from_query("red", "color=red", 50)).
-        random: R random sets (sets_from_pool(pool, R, n), or ShapesWorld's random_sets(R, n)).
+            shapesworld.concepts.from_query("red", "color=red", 50)).
+        random: R random sets (sets_from_pool(pool, R, n), or shapesworld.concepts.random_sets(R, n)).
         layers: modules, e.g. ["unet.mid_block", "text_encoder.encoder.layers.1"].
         timestep: the noise level at which the model is read.
         method: the CAV method (see CAV).

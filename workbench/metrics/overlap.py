@@ -6,17 +6,21 @@ leading dimensions and return a float for single 2-D maps, else an array.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence, Union
 
 import numpy as np
-import torch
 
-ArrayLike = np.ndarray | torch.Tensor
+if TYPE_CHECKING:  # metrics never import torch: a tensor is read through its own methods
+    import torch
+
+ArrayLike = Union[np.ndarray, "torch.Tensor"]
 EPS = 1e-12
 
 
 def _numpy(x: ArrayLike) -> np.ndarray:
-    return x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)
+    if hasattr(x, "detach"):  # a torch tensor, on any device and in any dtype
+        x = x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=np.float64)
 
 
 def check_map(name: str, a: ArrayLike) -> np.ndarray:

@@ -12,11 +12,9 @@ import torch
 
 from ..analyses.generation import generation_options
 from ..analyses.regions import MaskFolderError, RegionSource, UnsupervisedRegions, mask_folder
-from ..models.embeddings import EmbeddingFileError, insert_embeddings, read_embeddings
-from ..models.loading import PipelineLoadError, load_pipeline
-from ..models.shapes_pipeline import ShapesPipeline
-from ..world.regions import caption_regions
-from ..world.scenes import sample_scenes
+from ..pipelines.embeddings import EmbeddingFileError, insert_embeddings, read_embeddings
+from ..pipelines.loading import PipelineLoadError, load_pipeline
+from ..worlds import EmbeddedWorld, world_of
 from .spec import Probe, ProbeError
 
 
@@ -54,22 +52,22 @@ class Context:
         pipe.set_progress_bar_config(leave=False)
         return pipe
 
-    @property
-    def embedded(self) -> bool:
-        """Whether the model is the embedded ShapesWorld one (its scenes, encoder, classifier)."""
-        return isinstance(self.pipe, ShapesPipeline)
+    @cached_property
+    def world(self) -> EmbeddedWorld | None:
+        """The embedded world whose model this is (its captions, regions, concepts, classifier
+        and encoder are the defaults), or None for a user's model."""
+        return world_of(self.pipe)
 
     def prompts(self) -> list[str]:
         inputs = self.probe.inputs
         if inputs["prompts"]:
             return list(inputs["prompts"])
-        scenes = sample_scenes(inputs["scenes"], seed=self.probe.seed, split=inputs["split"], n_objects=inputs["objects"])
-        return [s.caption for s in scenes]
+        return self.world.prompts(inputs["scenes"], self.probe.seed, inputs["split"], inputs["objects"])
 
     @cached_property
     def regions(self) -> RegionSource | None:
-        """The user's mask folder, or regions found without labels if asked, else ShapesWorld's
-        segmentation on the embedded model."""
+        """The user's mask folder, or regions found without labels if asked, else the embedded
+        world's own regions on its model."""
         if self.probe.inputs["unsupervised_regions"]:
             return UnsupervisedRegions()
         if self.probe.inputs["masks"] is not None:
@@ -77,7 +75,7 @@ class Context:
                 return mask_folder(self.probe.inputs["masks"], self.prompts())
             except MaskFolderError as error:
                 raise ProbeError(f"{self.probe.source}: [inputs] masks: {error}") from None
-        return caption_regions if self.embedded else None
+        return self.world.regions() if self.world else None
 
     @cached_property
     def generation(self) -> dict[str, Any]:
@@ -102,8 +100,8 @@ class Context:
             ProbeError: naming the probe file, the section and why.
         """
         _ = self.generation  # the model loads, and every option set is one it takes
-        if self.probe.inputs["scenes"] and not self.embedded:
-            raise ProbeError(f"{self.probe.source}: [inputs] scenes are ShapesWorld captions for the embedded model; give this "
+        if self.probe.inputs["scenes"] and not self.world:
+            raise ProbeError(f"{self.probe.source}: [inputs] scenes are captions of an embedded world for its own model; give this "
                              f"{type(self.pipe).__name__} prompts = [...] (and masks = \"folder\" for leakage)")
         _ = self.regions  # a mask folder is checked against the prompts now
 
@@ -124,6 +122,6 @@ class Context:
             return type(self.regions).__name__
         if self.probe.inputs["masks"] is not None:
             return "mask folder " + self.probe.inputs["masks"]
-        return "ShapesWorld segmentation" if self.regions is not None else None
+        return f"{self.world.name} regions" if self.regions is not None else None
 
 

@@ -19,19 +19,12 @@ from safetensors.torch import load_file, save_file
 from ..analyses import analyse_attention, compare_words
 from ..analyses.primary_auxiliary import words_of
 from ..analyses.regions import MaskFolderError, object_mask_folder
-from ..concepts import classifier_logit, from_query, random_sets, run_tcav, sets_from_pool
+from ..concepts import run_tcav, sets_from_pool
 from ..concepts.pipeline_io import default_image_size
-from ..concepts.concept_sets import parse_query
-from ..models.classifier import ShapesClassifier
-from ..models.elite import ELITE_FEATURE_LAYERS, ELITEEncoder, load_global_mapper
-from ..models.embeddings import read_embeddings
-from ..models.image_input import IMAGE_SUFFIXES, image_files
-from ..models.loading import embedded_path
-from ..models.word_encoder import load_word_encoder
+from ..pipelines.elite import ELITE_FEATURE_LAYERS, ELITEEncoder, load_global_mapper
+from ..pipelines.embeddings import read_embeddings
+from ..pipelines.image_input import IMAGE_SUFFIXES, image_files
 from ..projection import Projection
-from ..world.comparison import comparison_inputs
-from ..world.scenes import sample_scenes
-from ..world.vocabulary import BACKGROUNDS, COLORS, SHAPES, SIZES
 from .sources import is_source, load_target, read_source
 from .context import Context
 from .spec import ProbeError
@@ -55,11 +48,11 @@ def attention(ctx: Context, settings: dict[str, Any], folder: Path) -> dict[str,
 
 
 def _word_source(ctx: Context, settings: dict[str, Any]):
-    """An encoder (the ShapesWorld encoder, a saved one, or ELITE on a CLIP vision model, whose
-    key/value projections are loaded into the UNet for the whole run), or None for files."""
+    """An encoder: ELITE on a CLIP vision model (whose key/value projections are loaded into the
+    UNet for the whole run), or one the embedded world names (ShapesWorld's "shapes" or a saved one)."""
     name = settings["encoder"]
     if not name.startswith("elite:"):
-        return load_word_encoder(name)
+        return ctx.world.word_encoder(name)
     if settings["vision"] is None:
         raise ValueError('encoder = "elite:..." needs vision = "FOLDER" (its CLIP vision model, saved with save_pretrained)')
     from transformers import CLIPVisionModel
@@ -75,7 +68,7 @@ def _word_source(ctx: Context, settings: dict[str, Any]):
 
 def _comparison_inputs(ctx: Context, settings: dict[str, Any]) -> dict[str, Any]:
     """compare_words' words (or encoder), images, labels and object masks, as the section names
-    them: the user's files, or ShapesWorld scenes on the embedded model."""
+    them: the user's files, or the embedded world's scenes on its model."""
     if settings["embeddings"]:
         inputs: dict[str, Any] = {"words": words_of([read_embeddings(path) for path in settings["embeddings"]])}
         n = len(settings["embeddings"])
@@ -85,8 +78,7 @@ def _comparison_inputs(ctx: Context, settings: dict[str, Any]) -> dict[str, Any]
             raise ValueError(f"image_folder {settings['image_folder']} holds no images ({', '.join(IMAGE_SUFFIXES)})")
         inputs, n = {"words": _word_source(ctx, settings), "images": files}, len(files)
     else:
-        scenes = sample_scenes(settings["images"], seed=ctx.probe.seed, split="test", n_objects=1)
-        return {"words": _word_source(ctx, settings), **comparison_inputs(scenes)}
+        return {"words": _word_source(ctx, settings), **ctx.world.comparison_inputs(settings["images"], ctx.probe.seed)}
     if settings["labels"] is not None:
         path = Path(settings["labels"])
         if not path.is_file():
@@ -104,11 +96,11 @@ def check_primary_auxiliary(ctx: Context, settings: dict[str, Any]) -> None:
     """Refuse a [primary_auxiliary] section that cannot run on this model, before anything is written."""
     where = f"{ctx.probe.source}: [primary_auxiliary]"
     own = settings["embeddings"] or settings["image_folder"] is not None
-    if not ctx.embedded and not own:
-        raise ProbeError(f"{where} encodes ShapesWorld scenes by default, which this {type(ctx.pipe).__name__} is not for; "
+    if not ctx.world and not own:
+        raise ProbeError(f"{where} encodes the embedded world's scenes by default, which this {type(ctx.pipe).__name__} is not for; "
                          "give image_folder = \"FOLDER\" with encoder = \"elite:...\" (and vision), or embeddings = [...]")
-    if not ctx.embedded and not settings["embeddings"] and settings["encoder"] == "shapes":
-        raise ProbeError(f"{where} encoder = \"shapes\" makes words for the embedded model; give encoder = \"elite:...\" for this model")
+    if not ctx.world and not settings["embeddings"] and not settings["encoder"].startswith("elite:"):
+        raise ProbeError(f"{where} encoder = {settings['encoder']!r} makes words for an embedded world's model; give encoder = \"elite:...\" for this model")
     try:
         ctx.prepared["primary_auxiliary"] = _comparison_inputs(ctx, settings)
     except (ValueError, FileNotFoundError, MaskFolderError) as error:
@@ -136,36 +128,36 @@ def primary_auxiliary(ctx: Context, settings: dict[str, Any], folder: Path) -> d
 
 def _tcav_inputs(ctx: Context, settings: dict[str, Any]):
     """(target, explained inputs, concepts, random sets): from the user's sources and target
-    file, or, where the section keeps ShapesWorld's defaults, from its scenes and classifier."""
+    file, or, where the section keeps the defaults, from the embedded world (e.g. ShapesWorld's
+    scenes and classifier)."""
     n, seed = settings["examples"], ctx.probe.seed
     size = default_image_size(ctx.pipe)[0]
     if ".py:" in settings["target"]:
         target = load_target(settings["target"])
     else:
-        head, value = _target(settings["target"])
-        target = classifier_logit(ShapesClassifier.from_pretrained(embedded_path("shapes-classifier")), head, value)
-    concepts = [read_source(spec, size) if is_source(spec) else from_query(spec, spec, n, seed=seed + i)
+        target = ctx.world.target(settings["target"])
+    concepts = [read_source(spec, size) if is_source(spec) else ctx.world.concept(spec, n, seed + i)
                 for i, spec in enumerate(settings["concepts"])]
     if settings["random_pool"] is not None:
         randoms = sets_from_pool(read_source(settings["random_pool"], size), settings["random_runs"], n, seed=seed)
     else:
-        randoms = random_sets(settings["random_runs"], n, seed=seed)
+        randoms = ctx.world.random_sets(settings["random_runs"], n, seed)
     if settings["explained"] is not None:
         inputs = read_source(settings["explained"], size)
     else:
-        inputs = from_query(f"inputs ({settings['target']})", settings["target"], settings["inputs"], seed=seed + 999)
+        inputs = ctx.world.explained(settings["target"], settings["inputs"], seed + 999)
     return target, inputs, concepts, randoms
 
 
 def check_tcav(ctx: Context, settings: dict[str, Any]) -> None:
     """Refuse a [tcav] section that cannot run on this model, before anything is written."""
     where = f"{ctx.probe.source}: [tcav]"
-    if not ctx.embedded:
-        shapes_only = ["target"] if ".py:" not in settings["target"] else []
-        shapes_only += [f"concepts ({spec!r})" for spec in settings["concepts"] if not is_source(spec)]
-        shapes_only += [key for key in ("random_pool", "explained") if settings[key] is None]
-        if shapes_only:
-            raise ProbeError(f"{where} {', '.join(shapes_only)}: this {type(ctx.pipe).__name__} is not the embedded ShapesWorld model, "
+    if not ctx.world:
+        world_only = ["target"] if ".py:" not in settings["target"] else []
+        world_only += [f"concepts ({spec!r})" for spec in settings["concepts"] if not is_source(spec)]
+        world_only += [key for key in ("random_pool", "explained") if settings[key] is None]
+        if world_only:
+            raise ProbeError(f"{where} {', '.join(world_only)}: this {type(ctx.pipe).__name__} is not an embedded world's model, "
                              "so name your own: target = \"FILE.py:FUNCTION\", concepts and random_pool and explained as "
                              "\"images:FOLDER\" or \"prompts:FILE\"")
     try:
@@ -180,13 +172,6 @@ def tcav(ctx: Context, settings: dict[str, Any], folder: Path) -> dict[str, Any]
                      method=settings["method"], alpha=settings["alpha"], seed=ctx.probe.seed, cache_dir=ctx.run_dir / "cache")
     _table(frame, folder, "scores")
     return {"significant": int(frame.significant.sum()), "tested": len(frame)}
-
-
-def _target(text: str) -> tuple[str, str]:
-    query = parse_query(text)
-    if len(query) != 1:
-        raise ValueError(f"target must name one classifier class as head=class (e.g. 'color=red') or a function as FILE.py:FUNCTION, got {text!r}")
-    return next(iter(query.items()))
 
 
 def projection(ctx: Context, settings: dict[str, Any], folder: Path) -> dict[str, Any]:
@@ -204,17 +189,11 @@ def projection(ctx: Context, settings: dict[str, Any], folder: Path) -> dict[str
         table = ctx.pipe.text_encoder.get_input_embeddings().weight.detach().float().cpu().numpy()
         tokens = ctx.pipe.tokenizer.convert_ids_to_tokens(list(range(len(table))))
         learned = set(ctx.pipe.tokenizer.get_added_vocab()) - set(ctx.pipe.tokenizer.all_special_tokens)
-        proj.fit(table, labels={"token": tokens, "kind": ["learned word" if t in learned else _token_kind(t) for t in tokens]})
+        kind = ctx.world.token_kind if ctx.world else (lambda token: "other")
+        proj.fit(table, labels={"token": tokens, "kind": ["learned word" if t in learned else kind(t) for t in tokens]})
     frame = proj.to_frame()
     _table(frame, folder, "points")
     return {"points": len(frame), "bank": settings["bank"]}
-
-
-def _token_kind(token: str) -> str:
-    for kind, words in (("color", COLORS), ("shape", SHAPES), ("size", SIZES), ("background", BACKGROUNDS)):
-        if token in words:
-            return kind
-    return "other"
 
 
 CHECKS: dict[str, Callable[[Context, dict[str, Any]], None]] = {

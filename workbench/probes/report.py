@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from ..capture import AttentionMaps
 from ..files import atomic_path
 from ..viz import Section, concept_depth_figure, heat_map_figure, matrix_figure, projection_figure, tcav_figure, write_dashboard
-from .runner import read_record
+from .record import read_record
 
 HEAT_MAP_PROMPTS = 4  # heat-map figures per run; the tables hold every prompt
 

@@ -13,7 +13,6 @@ written by another workbench version or for other settings is refused, never mix
 from __future__ import annotations
 
 import json
-import platform
 import time
 from datetime import datetime, timezone
 from dataclasses import replace
@@ -24,42 +23,9 @@ from tqdm.auto import tqdm
 from ..files import atomic_path
 from .context import Context
 from .parts import CHECKS, PARTS
+from .record import RUN_FORMAT, RunDirectoryError, read_record, versions, write_record
+from .report import write_run_dashboard
 from .spec import Probe, load_probe
-
-RUN_FORMAT = 1
-
-
-class RunDirectoryError(ValueError):
-    """The output folder holds something this run must not mix with."""
-
-
-def _versions() -> dict[str, str]:
-    import diffusers
-    import numpy
-    import torch
-    import transformers
-
-    from .. import __version__
-
-    return {"workbench": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "diffusers": diffusers.__version__, "transformers": transformers.__version__, "numpy": numpy.__version__}
-
-
-def _write_record(run_dir: Path, record: dict) -> None:
-    with atomic_path(run_dir / "run.json") as tmp:
-        tmp.write_text(json.dumps(record, indent=1, default=str))
-
-
-def read_record(run_dir: str | Path) -> dict:
-    """run.json of a run directory (checked: it exists and is of this format)."""
-    path = Path(run_dir) / "run.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; expected a run directory written by `workbench run`")
-    record = json.loads(path.read_text())
-    if record.get("format") != RUN_FORMAT:
-        raise RunDirectoryError(f"{path} has run format {record.get('format')!r}; this workbench reads format {RUN_FORMAT}")
-    return record
-
 
 def _existing_record(run_dir: Path, probe: Probe) -> dict | None:
     """The record of the run to continue in `run_dir` (None for a new run); refuses another
@@ -71,7 +37,7 @@ def _existing_record(run_dir: Path, probe: Probe) -> dict | None:
             raise RunDirectoryError(f"{run_dir} exists, is not empty and has no run.json; choose a new --out")
         return None
     record = read_record(run_dir)
-    version = _versions()["workbench"]
+    version = versions()["workbench"]
     if record["versions"]["workbench"] != version:
         raise RunDirectoryError(
             f"{run_dir} was written by workbench {record['versions']['workbench']}, this is {version}; "
@@ -96,10 +62,10 @@ def _new_record(run_dir: Path, probe: Probe, model: dict) -> dict:
     (run_dir / "probe.toml").write_text(probe.text, encoding="utf-8")
     record = {
         "format": RUN_FORMAT, "probe_file": probe.source, "fingerprint": probe.fingerprint(), "seed": probe.seed,
-        "settings": probe.settings(), "model": model, "versions": _versions(),
+        "settings": probe.settings(), "model": model, "versions": versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "parts": {},
     }
-    _write_record(run_dir, record)
+    write_record(run_dir, record)
     return record
 
 
@@ -152,9 +118,7 @@ def run_probe(probe: str | Path | Probe, out: str | Path, pipe=None, dashboard: 
             summary = PARTS[name](ctx, probe.analyses[name], tmp)
             (tmp / "part.json").write_text(json.dumps({"analysis": name, "summary": summary}, indent=1, default=str))
         record["parts"][name] = {"seconds": round(time.perf_counter() - tic, 2), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "summary": summary}
-        _write_record(run_dir, record)
+        write_record(run_dir, record)
     if dashboard:
-        from .report import write_run_dashboard
-
         write_run_dashboard(run_dir)
     return run_dir

@@ -1,0 +1,37 @@
+"""Where ShapesWorld's trained models live: the data folder, and how to remake each of them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from workbench.pipelines.loading import PipelineLoadError
+
+# which command makes each embedded folder (named in the error when one is missing)
+TRAINING_COMMANDS = {
+    "shapes": "workbench world train --out checkpoints/shapes --export-to data/shapes",
+    "shapes-classifier": "workbench world train-classifier --out data/shapes-classifier",
+    "shapes-encoder": "workbench world train-encoder --out checkpoints/shapes-encoder --export-to data/shapes-encoder",
+}
+
+
+def data_dir() -> Path:
+    """The folder holding the embedded models: $WORKBENCH_DATA, else the checkout's `data/`."""
+    override = os.environ.get("WORKBENCH_DATA")
+    return Path(override) if override else Path(__file__).resolve().parents[2] / "data"
+
+
+def embedded_path(name: str) -> Path:
+    """The folder of an embedded model or file under the data directory.
+
+    Raises:
+        PipelineLoadError: if it is missing (names the folder and how to make it).
+    """
+    path = data_dir() / name
+    if not path.exists():
+        command = TRAINING_COMMANDS.get(name, "workbench world train")
+        raise PipelineLoadError(
+            f"the embedded model folder {path} is missing; install the package from its checkout "
+            f"(pip install -e .), point WORKBENCH_DATA at a folder holding it, or retrain it with `{command}`"
+        )
+    return path
