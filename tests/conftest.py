@@ -30,3 +30,16 @@ def tiny_shapes():
 def tiny_shapes_fresh():
     """A tiny ShapesPipeline of its own, for tests that change it (e.g. add tokens)."""
     return tiny_shapes_pipeline()
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """Every test starts from the same global random state, whatever ran before it."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)

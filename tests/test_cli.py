@@ -68,3 +68,24 @@ def test_trainer_flags_left_out_take_the_configs_own_defaults():
         assert _given(config, parse(["world", command, "--out", "x"])) == config(), command
     given = _given(DiffusionTrainingConfig, parse(["world", "train", "--out", "x", "--steps", "7", "--two-object-fraction", "0.2"]))
     assert given == DiffusionTrainingConfig(steps=7, two_object_fraction=0.2)
+
+
+@pytest.mark.parametrize("arguments, expected", [
+    (lambda p: ["demo", "--out", str(p / "file.txt"), "--count", "1", "--steps", "1", "--probes", str(p / "probes")], "file.txt is a file, not a folder"),
+    (lambda p: ["run", str(p / "probes" / "cuda.toml"), "--out", str(p / "run")], "device 'cuda' asked, but this torch"),
+    (lambda p: ["run", str(p / "binary.toml"), "--out", str(p / "run")], "binary.toml: not a text file"),
+    (lambda p: ["dashboard", str(p / "damaged")], "run.json is damaged"),
+])
+def test_project_and_path_errors_end_in_one_line(tmp_path, capsys, arguments, expected):
+    (tmp_path / "file.txt").write_text("not a folder")
+    (tmp_path / "probes").mkdir()
+    (tmp_path / "probes" / "cuda.toml").write_text(TINY_PROBE.replace("[model]", '[model]\ndevice = "cuda"'))
+    (tmp_path / "binary.toml").write_bytes(b"\x80\x81\xfe\xff" * 8)
+    (tmp_path / "damaged").mkdir()
+    (tmp_path / "damaged" / "run.json").write_text('{"format": 1, "vers')
+    if expected.startswith("device") and __import__("torch").cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(arguments(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert err.count("workbench: error:") == 1 and expected in err.splitlines()[-1]  # (progress bars may come before)
+    assert not (tmp_path / "run").exists()

@@ -128,10 +128,22 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"workbench: error: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:  # every project error is a ValueError; OSError: a path that cannot be used
+        print(f"workbench: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("workbench: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
     return 0
+
+
+def _one_line(error: BaseException) -> str:
+    """The error's message on one line; an OSError names its path (e.g. --out pointing at a file)."""
+    if isinstance(error, OSError) and error.filename is not None and str(error.filename) not in str(error.strerror or ""):
+        text = f"{error.filename}: {error.strerror or error}"
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

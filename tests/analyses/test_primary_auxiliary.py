@@ -53,6 +53,10 @@ def test_bad_input_is_explained():
         comparison_inputs(sample_scenes(24, n_objects=2))
     with pytest.raises(ValueError, match="need images to encode"):
         compare_words(pipe, encoder)
+    with pytest.raises(ValueError, match="need images to encode; got none"):
+        compare_words(pipe, encoder, images=[])
+    with pytest.raises(ValueError, match=r"non-empty \(examples, n_words, width\) array, got shape \(0, 3, 16\)"):
+        compare_words(pipe, torch.zeros(0, 3, 16))
     with pytest.raises(ValueError, match="labels have 3 rows but there are 2 examples"):
         compare_words(pipe, torch.randn(2, 3, 16), labels=comparison_inputs(sample_scenes(3, n_objects=1))["labels"])
 

@@ -6,7 +6,7 @@ import pytest
 from scipy.optimize import minimize
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 
-from workbench.concepts import CAV, fit_cavs, tcav_results
+from workbench.concepts import CAV, fit_cavs, labelled, tcav_results
 from workbench.concepts.cav import _split
 from workbench.concepts.linear import fit_linear
 
@@ -66,7 +66,7 @@ def test_svm_cav_is_scikit_learns_sgd_cav_up_to_sgd_noise():
     rng = np.random.default_rng(3)
     concept, random = rng.normal(size=(50, 16)), rng.normal(size=(50, 16))
     concept[:, :3] += 0.8
-    ours = CAV("sgd").fit(concept, random)
+    ours = CAV("sgd").fit(*labelled(concept, random))
     x_train, _, y_train, _ = _split(concept, random, 0.33, 0)
     runs = [SGDClassifier(alpha=0.01, max_iter=1000, tol=1e-3, random_state=s).fit(x_train, y_train > 0) for s in range(8)]
     directions = np.array([r.coef_[0] / np.linalg.norm(r.coef_[0]) for r in runs])
@@ -77,7 +77,7 @@ def test_svm_cav_is_scikit_learns_sgd_cav_up_to_sgd_noise():
     assert mean_direction @ ours.cav_ > 0.97
     ours_objective = svm_objective(ours.coef_, ours.intercept_, x_train, y_train, 0.01)
     assert all(ours_objective <= svm_objective(r.coef_[0], r.intercept_[0], x_train, y_train, 0.01) + 1e-9 for r in runs)
-    sklearn_cav = CAV("sgd", solver="sklearn").fit(concept, random)
+    sklearn_cav = CAV("sgd", solver="sklearn").fit(*labelled(concept, random))
     assert sklearn_cav.cav_ @ ours.cav_ > min(between_runs) - 0.02
 
 
@@ -88,15 +88,15 @@ def test_fitting_together_equals_fitting_alone(method):
     sizes = [(20, 20), (12, 30), (40, 9)]
     pairs = [(rng.normal(size=(n, 5)) + [1, 0, 0, 0, 0], rng.normal(size=(m, 5)), f"c{n}", f"r{m}") for n, m in sizes]
     together = fit_cavs(pairs, method, seeds=[0, 1, 2])
-    for j, (concept, random, name, other) in enumerate(pairs):
-        alone = CAV(method, seed=j).fit(concept, random, name, other)
+    for j, (concept, random, _, _) in enumerate(pairs):
+        alone = CAV(method, random_state=j).fit(*labelled(concept, random))
         assert np.allclose(together[j].cav_, alone.cav_, atol=1e-6)
-        assert together[j].accuracy_ == alone.accuracy_ and together[j].classes_ == (name, other)
+        assert together[j].accuracy_ == alone.accuracy_ and list(together[j].classes_) == [0, 1]
 
 
 def test_mean_difference_known_answer():
     concept = np.array([[3.0, 1.0]] * 4)
-    cav = CAV("mean_difference", test_size=0.5).fit(concept, -concept)
+    cav = CAV("mean_difference", test_size=0.5).fit(*labelled(concept, -concept))
     assert np.allclose(cav.cav_, [3 / 10**0.5, 1 / 10**0.5]) and cav.accuracy_ == 1.0 and cav.intercept_ == 0
 
 
@@ -111,11 +111,11 @@ def test_random_vs_random_cavs_are_fitted_once_and_shared():
     # the same numbers as the one-pair-at-a-time definition
     for result, concept in zip(results, (red, blue)):
         for r, random in enumerate(randoms):
-            cav = CAV(seed=r).fit(concept, random).cav_
+            cav = CAV(random_state=r).fit(*labelled(concept, random)).cav_
             assert np.allclose(result.cavs[r], cav) and result.scores[r] == np.mean(gradients @ cav > 0)
         for j in range(3):
             for k in range(j + 1, 3):
-                control = CAV(seed=j).fit(randoms[j], randoms[k]).cav_
+                control = CAV(random_state=j).fit(*labelled(randoms[j], randoms[k])).cav_
                 assert np.allclose(result.random_cavs[j, k], control) and np.allclose(result.random_cavs[k, j], -control)
                 assert result.random_pair_scores[j, k] == np.mean(gradients @ control > 0)
                 assert result.random_pair_scores[k, j] == np.mean(gradients @ control < 0)
@@ -126,11 +126,11 @@ def test_random_vs_random_cavs_are_fitted_once_and_shared():
 @pytest.mark.parametrize(
     "call, fragment",
     [
-        (lambda: CAV(solver="liblinear").fit(np.ones((5, 2)), np.zeros((5, 2))), "solver must be one of"),
-        (lambda: CAV("mean_difference", solver="sklearn").fit(np.ones((5, 2)), np.zeros((5, 2))), "no scikit-learn solver"),
+        (lambda: CAV(solver="liblinear").fit(*labelled(np.ones((5, 2)), np.zeros((5, 2)))), "solver must be one of"),
+        (lambda: CAV("mean_difference", solver="sklearn").fit(*labelled(np.ones((5, 2)), np.zeros((5, 2)))), "no scikit-learn solver"),
         (lambda: fit_cavs([(np.ones((5, 2)), np.zeros((5, 2))), (np.ones((5, 3)), np.zeros((5, 3)))]), "one width"),
         (lambda: fit_cavs([(np.ones((5, 2)), np.zeros((5, 2)))], seeds=[0, 1]), "2 seeds for 1 pairs"),
-        (lambda: CAV().fit(np.ones((6, 2)), np.ones((6, 2))), "cannot be told apart"),
+        (lambda: CAV().fit(*labelled(np.ones((6, 2)), np.ones((6, 2)))), "cannot be told apart"),
     ],
 )
 def test_bad_input_is_named(call, fragment):
@@ -145,5 +145,5 @@ def test_the_sklearn_solver_gives_the_per_pair_sgd_scores():
     red = rng.normal(size=(30, 4)) + [2, 0, 0, 0]
     result = tcav_results({"red": {"mid": red}}, {"mid": randoms}, {"mid": gradients}, solver="sklearn")[0]
     for r, random in enumerate(randoms):
-        cav = CAV(seed=r, solver="sklearn").fit(red, random).cav_
+        cav = CAV(random_state=r, solver="sklearn").fit(*labelled(red, random)).cav_
         assert np.allclose(result.cavs[r], cav) and result.scores[r] == np.mean(gradients @ cav > 0)

@@ -36,6 +36,9 @@ def test_activations_are_cached_and_reused(tiny_shapes, tmp_path):
     assert not torch.equal(first, other_t) and len(list(tmp_path.iterdir())) == 2
     text = concept_activations(tiny_shapes, red, "text_encoder.encoder.layers.1")
     assert text.shape == (4, 16)
+    files[0].write_bytes(b"damaged")  # a damaged cache file is recomputed and rewritten, never an error
+    assert torch.equal(concept_activations(tiny_shapes, red, "unet.mid_block", cache_dir=tmp_path), first)
+    assert files[0].read_bytes() != b"damaged"
 
 
 def test_text_concepts_reach_the_unet_through_their_conditioning_alone(tiny_shapes):
@@ -68,7 +71,9 @@ def test_run_tcav_end_to_end_on_a_tiny_model(tiny_shapes):
     assert len(frame) == 4 and set(frame.layer) == {"unet.mid_block", "unet.up_blocks.1"}
     assert frame.score.between(0, 1).all() and frame.p_value.between(0, 1).all()
     with pytest.raises(ValueError, match="are embeddings; the explained inputs need images"):
-        run_tcav(tiny_shapes, lambda x: x.mean((1, 2, 3)), ConceptSet("e", embeddings=torch.zeros(2, 3)), [], random_sets(2, 4), ["unet.mid_block"])
+        run_tcav(tiny_shapes, lambda x: x.mean((1, 2, 3)), ConceptSet("e", embeddings=torch.zeros(2, 3)), random_sets(1, 4), random_sets(2, 4), ["unet.mid_block"])
+    with pytest.raises(ValueError, match="name at least one concept set"):
+        run_tcav(tiny_shapes, lambda x: x.mean((1, 2, 3)), random_sets(1, 4)[0], [], random_sets(2, 4), ["unet.mid_block"])
 
 
 def test_many_concepts_and_modules_in_shared_passes_that_stop_early(tiny_shapes, tmp_path):

@@ -68,7 +68,7 @@ def test_explicitness_of_perfect_and_noisy_codes():
 
 
 def test_fast_dci_is_close_to_exact():
-    codes = np.hstack([PERFECT + 0.7 * NOISE, rng.normal(size=(len(FACTORS), 2))])
+    codes = np.hstack([PERFECT + 0.7 * NOISE, np.random.default_rng(7).normal(size=(len(FACTORS), 2))])
     exact, fast = dci(codes, FACTORS), dci_fast(codes, FACTORS)
     assert abs(exact.disentanglement - fast.disentanglement) < 0.02
     assert abs(exact.completeness - fast.completeness) < 0.02

@@ -53,6 +53,22 @@ def test_keys_that_do_not_fit_are_listed(sd, tmp_path):
         load_global_mapper(tmp_path / "bad.pt", sd.unet, input_dim=8, output_dim=32, hidden=16)
 
 
+def test_mapper_files_that_would_need_unpickling_or_are_damaged_are_refused_by_name(sd, tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    torch.save({"mapping_0.0.weight": Payload()}, tmp_path / "pickled.pt")
+    with pytest.raises(ELITECheckpointError, match=r"pickled.pt holds Python objects .*refers to print.*it was not executed") as caught:
+        load_global_mapper(tmp_path / "pickled.pt", sd.unet, input_dim=8, output_dim=32, hidden=16)
+    assert "weights_only" not in str(caught.value)  # torch's advice to unpickle is not passed on
+    (tmp_path / "cut.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
+    (tmp_path / "cut.pt").write_bytes(b"PK\x03\x04 not a zip")
+    for name, kind in (("cut.safetensors", "safetensors"), ("cut.pt", "torch")):
+        with pytest.raises(ELITECheckpointError, match=f"{name}: not a readable {kind} file"):
+            load_global_mapper(tmp_path / name, sd.unet, input_dim=8, output_dim=32, hidden=16)
+
+
 def test_words_take_the_placeholder_slots_and_shift_later_tokens(tiny_shapes_fresh):
     pipe = tiny_shapes_fresh
     words = torch.randn(2, 3, 16)

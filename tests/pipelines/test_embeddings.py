@@ -54,7 +54,7 @@ def test_files_that_need_unpickling_are_refused_not_executed(tmp_path):
     if os.path.exists(TRAP_MARKER):
         os.remove(TRAP_MARKER)
     torch.save({"string_to_param": {"*": Trap()}}, tmp_path / "evil.pt")
-    with pytest.raises(EmbeddingFileError, match="needs full unpickling.*not executed"):
+    with pytest.raises(EmbeddingFileError, match="only full unpickling could load.*not executed"):
         read_embeddings(tmp_path / "evil.pt")
     assert not os.path.exists(TRAP_MARKER)
 
@@ -116,5 +116,5 @@ def test_nan_empty_and_broken_files_are_refused_by_name(tmp_path):
         read_embeddings(tmp_path / "nan.safetensors")
     with pytest.raises(EmbeddingFileError, match="empty.safetensors: entry '<empty>' has shape"):
         read_embeddings(tmp_path / "empty.safetensors")
-    with pytest.raises(EmbeddingFileError, match="broken.safetensors: not a readable embedding file"):
+    with pytest.raises(EmbeddingFileError, match="broken.safetensors: not a readable safetensors file"):
         read_embeddings(tmp_path / "broken.safetensors")

@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from workbench.pipelines.image_input import encoder_pixels
+from workbench.pipelines.image_input import eight_bit, encoder_pixels
 from workbench.shapesworld.models.word_encoder import WordEncoder, WordEncoderConfig
 
 
@@ -67,3 +67,15 @@ def test_the_encoder_takes_a_users_image_of_any_size_and_mode():
     words = encoder.encode(image)
     assert words.shape == (1, 2, 64)
     assert torch.allclose(words, encoder(encoder_pixels([image], 32)))
+
+
+@pytest.mark.parametrize("mode, values, expected", [
+    ("I;16", np.array([[0, 65535], [32896, 257]], dtype=np.uint16), [[0, 255], [128, 1]]),
+    ("F", np.array([[0.0, 1.0], [0.5, 0.25]], dtype=np.float32), [[0, 255], [128, 64]]),
+])
+def test_deep_images_keep_their_scale_instead_of_clipping_to_white(mode, values, expected):
+    image = Image.fromarray(values)
+    assert image.mode == mode
+    assert np.array_equal(np.asarray(eight_bit(image)), np.array(expected, dtype=np.uint8))
+    pixels = encoder_pixels([image], 2)
+    assert torch.allclose(pixels[0, 0] * 255, torch.tensor(expected, dtype=torch.float32), atol=0.5)

@@ -8,6 +8,8 @@ import pytest
 from workbench.cli import main
 from workbench.probes import RunDirectoryError, run_probe
 
+pytestmark = pytest.mark.slow  # whole probes run into run directories
+
 PROBE = """
 name = "tiny"
 description = "a <b>probe</b> & its run"
@@ -90,3 +92,25 @@ def test_cli_run_and_dashboard(finished_run, tmp_path, capsys):
     assert main(["run", str(bad), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "bad.toml, line 13: unknown key 'neighbours' in [projection]" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda run: (run / "run.json").write_text('{"format": 1, "settings": {'), "run.json is damaged"),
+    (lambda run: (run / "run.json").write_text('[1, 2]'), "has run format 'list'"),
+    (lambda run: (run / "run.json").write_text('{"format": 1}'), "lacks versions, fingerprint, settings, parts"),
+    (lambda run: (run / "attention" / "overlap.parquet").unlink(), "attention is damaged"),
+    (lambda run: (run / "attention" / "maps.safetensors").write_bytes(b"\0" * 16), "attention is damaged"),
+])
+def test_damaged_run_folders_are_named_with_the_way_out(finished_run, tmp_path, damage, message):
+    import shutil
+
+    from workbench.probes import write_run_dashboard
+
+    probe, run = finished_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    damage(copy)
+    with pytest.raises(RunDirectoryError, match=message):
+        write_run_dashboard(copy)
+    with pytest.raises(RunDirectoryError, match=message):
+        run_probe(probe, copy)

@@ -15,6 +15,8 @@ from workbench.pipelines.embeddings import insert_embeddings, read_embeddings
 from workbench.pipelines.random_pipelines import build_random_pipeline, save_random_pipeline
 from workbench.probes import ProbeError, parse_probe, run_probe
 
+pytestmark = pytest.mark.slow  # whole probes on random-weight SD and SDXL folders
+
 WIDTH = 32  # the random pipelines' text width
 PROMPTS = ["a <cat-toy> on a sofa, a dog", "mystyle of a S* and a kword"]
 

@@ -23,10 +23,11 @@ def clusters():
     return points, np.repeat(["w0", "w1", "w2"], 30)
 
 
+@pytest.mark.slow
 def test_projection_separates_clusters_reproducibly_and_transforms(clusters):
     points, roles = clusters
-    a = Projection(n_neighbors=10, seed=1).fit(points, labels={"role": roles})
-    b = Projection(n_neighbors=10, seed=1).fit(points, labels={"role": roles})
+    a = Projection(n_neighbors=10, random_state=1).fit(points, labels={"role": roles})
+    b = Projection(n_neighbors=10, random_state=1).fit(points, labels={"role": roles})
     assert np.allclose(a.embedding_, b.embedding_)
     frame = a.to_frame()
     assert list(frame.columns) == ["x", "y", "role"] and len(frame) == 90
@@ -48,3 +49,10 @@ def test_bad_input(clusters):
         Projection().transform(points)
     with pytest.raises(ValueError, match="labels may not be named 'x' or 'y'"):
         Projection().fit(points, labels={"x": roles})
+
+
+def test_the_fewest_points_umap_can_place_are_projected(clusters):
+    points, _ = clusters
+    for n_neighbors in (2, 3):  # n_neighbors + 1 points: 3 (too few for a spectral start) and 4
+        frame = Projection(n_neighbors=n_neighbors).fit(points[: n_neighbors + 1]).to_frame()
+        assert len(frame) == n_neighbors + 1 and np.isfinite(frame[["x", "y"]].to_numpy()).all()

@@ -14,10 +14,10 @@ import pytest
 from workbench.viz import Section, heat_map_figure, matrix_figure, write_dashboard
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(
     not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
     reason=f"needs Debian's chromium and chromedriver at {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)",
-)
+)]
 
 # each would leave a trace if it ran or became an element: window.__injected, an <img>, a <b id=...>
 SCRIPT = "<script>window.__injected = 1; alert(1)</script>"
@@ -106,6 +106,8 @@ def test_dashboard_renders_offline_escapes_user_strings_and_its_controls_work(dr
     rail = driver.find_element(By.CSS_SELECTOR, "#figure-0 rect.slider-rail-touch-rect")
     ActionChains(driver).move_to_element_with_offset(rail, rail.size["width"] // 2 - 2, 0).click().perform()
     WebDriverWait(driver, WAIT_S).until(lambda d: d.execute_script("return document.getElementById('figure-0')._fullLayout.sliders[0].active") == 3)
+    # the slider's state changes before plotly restyles the traces: wait for the new z
+    WebDriverWait(driver, WAIT_S).until(lambda d: visible_heat_map(d)["z"] != after_menu["z"])
     after_slider = visible_heat_map(driver)
     assert after_slider["index"] == 2 and after_slider["z"] != after_menu["z"]
     last_step = driver.execute_script("return document.getElementById('figure-0').layout.sliders[0].steps[3].args[0].z[1]")

@@ -139,12 +139,12 @@ def compare_words(
     if template.count(placeholder) != 1:
         raise ValueError(f"template {template!r} must contain the placeholder {placeholder!r} once, e.g. 'a {placeholder}'")
     if callable(words) and not isinstance(words, torch.Tensor):
-        if images is None:
-            raise ValueError("words from an encoder need images to encode")
+        if images is None or len(images) == 0:
+            raise ValueError("words from an encoder need images to encode; got none")
         words = torch.cat([_encode(words, batch) for _, batch in _batches(images, batch_size)])
     words = torch.as_tensor(words).detach().float().cpu()
-    if words.ndim != 3:
-        raise ValueError(f"words must be (examples, n_words, width), got shape {tuple(words.shape)}")
+    if words.ndim != 3 or 0 in words.shape:
+        raise ValueError(f"words must be a non-empty (examples, n_words, width) array, got shape {tuple(words.shape)}")
     n = len(words)
     if labels is not None and len(labels) != n:
         raise ValueError(f"labels have {len(labels)} rows but there are {n} examples")

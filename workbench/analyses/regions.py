@@ -30,6 +30,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..capture import AttentionMaps, unsupervised_masks
 from ..pipelines.image_input import IMAGE_SUFFIXES as MASK_SUFFIXES
+from ..pipelines.image_input import eight_bit
 
 UNSAFE_IN_FILE_NAMES = re.compile(r'[<>:"/\\|?*]')
 
@@ -71,7 +72,7 @@ def read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()
-            gray = image.getchannel("A") if "A" in image.getbands() else image.convert("L")
+            gray = image.getchannel("A") if "A" in image.getbands() else eight_bit(image).convert("L")
     except (UnidentifiedImageError, OSError) as error:
         raise MaskFolderError(f"{path}: not a readable image ({error})") from None
     return _inside(gray, size)

@@ -1,6 +1,6 @@
 """Concepts: activation vectors (CAVs) and TCAV scores with significance tests."""
 
-from .cav import CAV, fit_cavs
+from .cav import CAV, fit_cavs, labelled
 from .concept_sets import ConceptSet, concept_activations, layer_activations, sets_from_pool
 from .pipeline_io import encode_prompts
 from .run import run_tcav, run_tcav_results
@@ -28,6 +28,7 @@ __all__ = [
     "encode_prompts",
     "fit_cavs",
     "gradients_at",
+    "labelled",
     "layer_activations",
     "layer_gradients",
     "magnitude_score",

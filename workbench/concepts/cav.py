@@ -14,7 +14,9 @@ from typing import Literal, Sequence
 
 import numpy as np
 from sklearn import linear_model
+from sklearn.base import BaseEstimator
 from sklearn.model_selection import train_test_split
+from sklearn.utils.validation import check_is_fitted
 
 from .linear import fit_linear
 
@@ -24,19 +26,19 @@ METHODS: tuple[str, ...] = ("sgd", "logistic", "mean_difference")
 SOLVERS: tuple[str, ...] = ("batched", "sklearn")
 
 
-def _activations(name: str, x) -> np.ndarray:
+def _activations(name: str, x, minimum: int = 2) -> np.ndarray:
     a = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float64)
     if a.ndim != 2:
         raise ValueError(f"{name} must be (n_examples, n_features) activations, got shape {a.shape}")
-    if len(a) < 2:
+    if len(a) < minimum:
         raise ValueError(f"{name} has {len(a)} example(s); a concept set needs at least 2")
     if not np.isfinite(a).all():
         raise ValueError(f"{name} contains NaN or inf activations")
     return a
 
 
-class CAV:
-    """A concept activation vector.
+class CAV(BaseEstimator):
+    """A concept activation vector: a scikit-learn estimator (works with `clone`, `get_params`).
 
     Args:
         method: "sgd" (linear SVM: hinge loss with an L2 penalty, the captum / tensorflow-tcav
@@ -45,62 +47,100 @@ class CAV:
             difference of the class means, thresholded half-way for accuracy).
         alpha: L2 penalty of the SVM (captum's default 0.01), as in SGDClassifier: the objective
             is mean hinge loss + alpha / 2 * |w|^2.
-        test_size: held-out fraction for `accuracy_` (a stratified split seeded by `seed`).
-        seed: seeds the split (and the SGD with solver="sklearn").
+        test_size: held-out fraction for `accuracy_` (a stratified split seeded by `random_state`).
+        random_state: seeds the split (and the SGD with solver="sklearn").
         solver: "batched" solves the SVM / logistic objective to its optimum (and fits many
             CAVs at once through `fit_cavs`); "sklearn" runs scikit-learn's SGDClassifier /
-            LogisticRegression per pair, as captum does, for parity checks.
+            LogisticRegression, as captum does, for parity checks.
 
     Attributes (after fit):
-        cav_: unit vector (n_features,) pointing from random towards the concept.
+        cav_: unit vector (n_features,) pointing from the random set towards the concept.
         coef_, intercept_: the classifier's weights (n_features,) and bias (positive: concept).
-        classes_: (concept name, random name).
+        classes_: array([0, 1]): 0 the random set, 1 the concept.
         accuracy_: held-out accuracy of the concept-vs-random classifier.
 
     Example:
-        >>> cav = CAV("sgd").fit(red_activations, random_activations)
-        >>> cav.cav_.shape, cav.accuracy_
+        >>> X = np.vstack([red, random]); y = np.r_[np.ones(len(red)), np.zeros(len(random))]
+        >>> cav = CAV("sgd").fit(X, y)
+        >>> cav.cav_.shape, cav.accuracy_, cav.decision_function(X).shape
     """
 
     def __init__(
-        self, method: Method = "sgd", alpha: float = 0.01, test_size: float = 0.33, seed: int = 0, solver: Solver = "batched"
+        self, method: Method = "sgd", alpha: float = 0.01, test_size: float = 0.33, random_state: int = 0, solver: Solver = "batched"
     ):
         self.method = method
         self.alpha = alpha
         self.test_size = test_size
-        self.seed = seed
+        self.random_state = random_state
         self.solver = solver
 
-    def fit(self, concept, random, concept_name: str = "concept", random_name: str = "random") -> "CAV":
-        """Fit on concept (n, d) and random (m, d) activations; returns self.
+    def fit(self, X, y) -> "CAV":
+        """Fit on activations X (n, d) of both sets, y (n,) 1 for the concept's rows and 0 for
+        the random set's; returns self.
 
         Raises:
-            ValueError: an unknown method or solver, fewer than 2 examples in a set, NaN/inf,
-                sets of different widths, or sets that cannot be told apart.
+            ValueError: an unknown method or solver, labels other than 0/1, fewer than 2
+                examples in a set, NaN/inf, or sets that cannot be told apart.
         """
+        concept, random = _sets_of(X, y)
         _check(self.method, self.solver)
-        if self.solver == "sklearn":
-            positive, negative = _pair(concept, random, concept_name, random_name)
-            x_train, x_test, y_train, y_test = _split(positive, negative, self.test_size, self.seed)
-            model = (
-                linear_model.SGDClassifier(alpha=self.alpha, max_iter=1000, tol=1e-3, random_state=self.seed)
-                if self.method == "sgd"
-                else linear_model.LogisticRegression(max_iter=1000)
-            ).fit(x_train, (y_train > 0).astype(int))
-            return self._set(model.coef_[0], float(model.intercept_[0]), x_test, y_test, concept_name, random_name)
-        fitted = fit_cavs([(concept, random, concept_name, random_name)], self.method, self.alpha, self.test_size, [self.seed])
-        self.__dict__.update({k: v for k, v in vars(fitted[0]).items() if k.endswith("_")})
-        return self
+        if self.solver == "batched":
+            fitted = fit_cavs([(concept, random)], self.method, self.alpha, self.test_size, [self.random_state])[0]
+            self.__dict__.update({k: v for k, v in vars(fitted).items() if k.endswith("_")})
+            return self
+        positive, negative = _pair(concept, random, "concept", "random")
+        x_train, x_test, y_train, y_test = _split(positive, negative, self.test_size, self.random_state)
+        model = (
+            linear_model.SGDClassifier(alpha=self.alpha, max_iter=1000, tol=1e-3, random_state=self.random_state)
+            if self.method == "sgd"
+            else linear_model.LogisticRegression(max_iter=1000)
+        ).fit(x_train, (y_train > 0).astype(int))
+        return self._set(model.coef_[0], float(model.intercept_[0]), (x_train, x_test), y_test, ("concept", "random"))
 
-    def _set(self, coef, intercept, x_test, y_test, concept_name, random_name) -> "CAV":
+    def decision_function(self, X) -> np.ndarray:
+        """Signed distance-like scores (n,) of activations X (n, d): positive on the concept's side."""
+        check_is_fitted(self, "coef_")
+        return _activations("X", X, minimum=1) @ self.coef_ + self.intercept_
+
+    def predict(self, X) -> np.ndarray:
+        """1 where X (n, d) falls on the concept's side, else 0."""
+        return (self.decision_function(X) > 0).astype(int)
+
+    def _set(self, coef, intercept, x_parts, y_test, names) -> "CAV":
+        coef = np.asarray(coef, dtype=np.float64)
         norm = np.linalg.norm(coef)
-        if norm <= 1e-12 or not np.isfinite(norm):
-            raise ValueError(f"{concept_name} and {random_name} cannot be told apart: the fitted direction is zero")
-        self.coef_, self.intercept_ = np.asarray(coef, dtype=np.float64), float(intercept)
-        self.cav_ = self.coef_ / norm
-        self.classes_ = (concept_name, random_name)
+        x_train, x_test = x_parts
+        x = np.vstack([x_train, x_test])
+        # Sets that differ only by rounding noise give a tiny direction that, normalised, would be
+        # scored as if it meant something: refuse directions along which the examples spread by
+        # less than a millionth of their own magnitude.
+        spread = np.ptp(x @ coef) / norm if norm > 0 and np.isfinite(norm) else 0.0
+        if spread <= 1e-6 * max(np.abs(x).max(), 1e-30):
+            raise ValueError(f"{names[0]} and {names[1]} cannot be told apart: their examples differ by less than a "
+                             "millionth of their size along the fitted direction (identical or constant sets)")
+        self.coef_, self.intercept_ = coef, float(intercept)
+        self.cav_ = coef / norm
+        self.classes_ = np.array([0, 1])
         self.accuracy_ = float(np.mean(np.where(x_test @ self.coef_ + self.intercept_ > 0, 1, -1) == y_test))
         return self
+
+
+def labelled(concept, random) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) for `CAV.fit` from a concept's activations (n, d) and a random set's (m, d):
+    X = (n + m, d), y = n ones then m zeros."""
+    concept, random = _pair(concept, random, "concept", "random")
+    return np.vstack([concept, random]), np.r_[np.ones(len(concept), int), np.zeros(len(random), int)]
+
+
+def _sets_of(X, y) -> tuple[np.ndarray, np.ndarray]:
+    """(concept rows, random rows) of X by labels y (1 concept, 0 random)."""
+    x = _activations("X", X, minimum=1)
+    labels = np.asarray(y)
+    if labels.shape != (len(x),):
+        raise ValueError(f"y must hold one label per row of X ({len(x)}), got shape {labels.shape}")
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"y must be 1 for the concept's examples and 0 for the random set's, got values {np.unique(labels)[:5]}")
+    return x[labels == 1], x[labels == 0]
 
 
 def _check(method: str, solver: str) -> None:
@@ -156,7 +196,8 @@ def fit_cavs(
         seeds: one seed for all pairs, or k seeds (each seeds that pair's train/test split).
 
     Returns:
-        k fitted CAV estimators, in order, each as CAV(method, alpha, test_size, seed).fit would give.
+        k fitted CAV estimators, in order, each as CAV(method, alpha, test_size, seed).fit(X, y)
+        would give on the pair's rows (X = concept then random, y = 1 then 0).
 
     Raises:
         ValueError: as CAV.fit, naming the pair; or pairs of different widths.
@@ -197,5 +238,5 @@ def fit_cavs(
     fitted = []
     for j, (_, x_test, _, y_test) in enumerate(splits):
         cav = CAV(method, alpha, test_size, seeds[j])
-        fitted.append(cav._set(coef[j], intercept[j], x_test, y_test, *names[j]))
+        fitted.append(cav._set(coef[j], intercept[j], splits[j][:2], y_test, names[j]))
     return fitted

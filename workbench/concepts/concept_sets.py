@@ -25,6 +25,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..capture.activations import first_tensor, pool_tensor, resolve_module
@@ -130,6 +131,16 @@ def model_fingerprint(pipe) -> str:
         table = encoder.get_input_embeddings().weight
         digest.update(table[-8:].detach().float().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def _cached(path: Path) -> torch.Tensor | None:
+    """Activations cached at `path`, or None when absent or unreadable (then recomputed and rewritten)."""
+    if not path.exists():
+        return None
+    try:
+        return load_file(str(path))["activations"]
+    except (SafetensorError, OSError, KeyError):
+        return None
 
 
 class _Enough(Exception):
@@ -238,8 +249,9 @@ def layer_activations(
             if cache_dir:
                 key = hashlib.sha256(f"{fingerprint}|{module}|{concept.fingerprint()}|{timestep}|{seed}".encode()).hexdigest()[:20]
                 path = cache[concept.name, module] = Path(cache_dir) / f"{concept.name}-{module}-{key}.safetensors"
-                if path.exists():
-                    found[concept.name][module] = load_file(str(path))["activations"]
+                cached = _cached(path)
+                if cached is not None:
+                    found[concept.name][module] = cached
                     continue
             missing.setdefault(module, []).append(concept)
     for denoiser in (True, False):

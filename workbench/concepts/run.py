@@ -36,6 +36,8 @@ def run_tcav_results(
     (concept, layer), with the per-run scores and the CAVs themselves."""
     if not layers:
         raise ValueError("name at least one layer, e.g. 'unet.mid_block'")
+    if not concepts:
+        raise ValueError("name at least one concept set to test (a ConceptSet of images, prompts or embeddings)")
     if inputs.embeddings is not None:
         raise ValueError(f"the inputs {inputs.name!r} are embeddings; the explained inputs need images and/or prompts to run the model on")
     prompts = inputs.prompts or ("",) * len(inputs)

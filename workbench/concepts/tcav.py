@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .cav import CAV, Method, Solver, _activations, fit_cavs
+from .cav import CAV, Method, Solver, _activations, fit_cavs, labelled
 
 
 def directional_derivatives(gradients, cav) -> np.ndarray:
@@ -104,7 +104,7 @@ def _test_layer(
     if solver == "batched":
         cavs = fit_cavs(pairs, method, seeds=seeds)
     else:  # one scikit-learn fit per pair, as captum does
-        cavs = [CAV(method, seed=s, solver=solver).fit(*pair) for pair, s in zip(pairs, seeds)]
+        cavs = [CAV(method, random_state=s, solver=solver).fit(*labelled(concept, random)) for (concept, random, *_), s in zip(pairs, seeds)]
     directions = np.stack([c.cav_ for c in cavs])  # (k, d)
     if directions.shape[1] != g.shape[1]:
         raise ValueError(f"at {layer!r} the activations have {directions.shape[1]} features but the gradients have {g.shape[1]}")

@@ -41,6 +41,10 @@ def _split(codes, factors, codes_test, factors_test, test_size: float, seed: int
             )
         return codes, factors, c_test, f_test
     c_train, c_test, f_train, f_test = train_test_split(codes, factors, test_size=test_size, random_state=seed)
+    for j in range(f_train.shape[1]):  # a rare class can leave the training part with one class only
+        if len(np.unique(f_train[:, j])) < 2:
+            raise ValueError(f"factors column {j} has one class in the training part of the split (test_size={test_size}, "
+                             f"{len(f_train)} training samples); give more samples of its rarer values or a smaller test_size")
     return c_train, f_train, c_test, f_test
 
 
@@ -131,6 +135,8 @@ def sap(codes, factors, continuous_factors: bool = False, codes_test=None, facto
         c, f = codes_and_factors(c, f)
     elif len(c) != len(f):
         raise ValueError(f"codes has {len(c)} samples but factors has {len(f)}; expected the same number")
+    elif constant := [j for j in range(f.shape[1]) if np.ptp(f[:, j]) == 0]:
+        raise ValueError(f"factors column {constant[0]} is constant; a constant factor carries no information to measure")
     if c.shape[1] < 2:
         raise ValueError(f"codes must have at least 2 columns, got {c.shape[1]}")
     scores = np.zeros((c.shape[1], f.shape[1]))

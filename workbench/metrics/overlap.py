@@ -30,8 +30,8 @@ def check_map(name: str, a: ArrayLike) -> np.ndarray:
         ValueError: naming `name` and what was expected.
     """
     a = _numpy(a)
-    if a.ndim < 2:
-        raise ValueError(f"{name} must be a map of shape (..., y, x), got shape {a.shape}")
+    if a.ndim < 2 or 0 in a.shape:
+        raise ValueError(f"{name} must be a non-empty map of shape (..., y, x), got shape {a.shape}")
     if not np.isfinite(a).all():
         raise ValueError(f"{name} contains NaN or inf; expected finite values")
     if (a < 0).any():

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .embeddings import LearnedWord, insert_embeddings, slot_tokens
+from .tensor_files import read_tensor_file
 
 
 def mapping_mlp(input_dim: int, hidden: int, output_dim: int) -> nn.Sequential:
@@ -141,7 +142,7 @@ def read_mapper_checkpoint(path: str | Path, unet: nn.Module, build: Callable[[i
     Raises:
         ELITECheckpointError: naming missing and unexpected keys, or weights that do not fit.
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_tensor_file(path, ELITECheckpointError, f"ELITE's {what} (a state dict)")
     if not isinstance(state, dict):
         raise ELITECheckpointError(f"{path}: expected a state dict, got {type(state).__name__}")
     mapper = build(max(count_mappings(state), 1))

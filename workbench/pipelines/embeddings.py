@@ -12,13 +12,13 @@ torch.load(weights_only=True), `.safetensors` through safetensors):
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from tokenizers import AddedToken
+
+from .tensor_files import read_tensor_file
 
 # SDXL files name their encoders by CLIP model; pipelines name them by attribute.
 SDXL_ENCODERS = {"clip_l": "text_encoder", "clip_g": "text_encoder_2"}
@@ -41,19 +41,6 @@ class LearnedWord:
     @property
     def n_vectors(self) -> int:
         return self.vectors.shape[0]
-
-
-def _load_raw(path: Path) -> dict:
-    if path.suffix == ".safetensors":
-        return load_file(str(path))
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as error:
-        raise EmbeddingFileError(
-            f"{path} needs full unpickling to load, which can run arbitrary code; it was not executed. "
-            "Convert it to safetensors in a trusted environment, or re-save it with plain tensors. "
-            f"(torch said: {str(error).splitlines()[0]})"
-        ) from error
 
 
 def _as_matrix(path: Path, key: str, value) -> torch.Tensor:
@@ -88,12 +75,7 @@ def read_embeddings(path: str | Path, token: str | None = None) -> list[LearnedW
 
 
 def _read_words(path: Path, token: str | None) -> list[LearnedWord]:
-    try:
-        raw = _load_raw(path)
-    except EmbeddingFileError:
-        raise
-    except Exception as error:  # safetensors' and torch's own errors do not name the file
-        raise EmbeddingFileError(f"{path}: not a readable embedding file ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
+    raw = read_tensor_file(path, EmbeddingFileError, "an embedding file (diffusers, A1111 or kohya)")
     if not isinstance(raw, dict) or not raw:
         raise EmbeddingFileError(f"{path}: expected a dict of embeddings, got {type(raw).__name__}")
     default = token or path.stem.replace("learned_embeds", "") or "<learned>"

@@ -55,7 +55,23 @@ def _array_to_pil(array: np.ndarray, index: int) -> Image.Image:
     return Image.fromarray(array)
 
 
+def eight_bit(image: Image.Image) -> Image.Image:
+    """An image of 16-bit or 32-bit integer or float samples ("I;16", "I", "F") as 8-bit
+    greyscale ("L") on its own scale: 16-bit and integer values / 257, floats in [0, 1] x 255.
+    PIL's own conversion clips them at 255 (a 16-bit picture comes out white). Other modes are
+    returned as they are."""
+    if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F" and np.nanmax(values, initial=0) <= 1.0:
+        values = values * 255.0
+    elif image.mode != "F":
+        values = values / 257.0
+    return Image.fromarray(np.clip(np.nan_to_num(values), 0, 255).round().astype(np.uint8), "L")
+
+
 def _rgb(image: Image.Image) -> Image.Image:
+    image = eight_bit(image)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -19,6 +19,24 @@ class PipelineLoadError(ValueError):
     """A name or folder that does not hold a loadable pipeline."""
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """`device` as a torch.device, refused (PipelineLoadError) when this torch cannot use it:
+    a CUDA device asked of a CPU build or of a machine without that GPU, or MPS where there is none."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise PipelineLoadError(f"device {device!r} is not a device torch knows ({error}); expected \"cpu\", \"cuda\", \"cuda:1\", \"mps\"") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise PipelineLoadError(f"device {str(device)!r} asked, but this torch ({torch.__version__}) sees no CUDA GPU; "
+                                    "install a CUDA build of torch on a GPU machine, or use device \"cpu\"")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise PipelineLoadError(f"device {str(device)!r} asked, but this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise PipelineLoadError(f"device {str(device)!r} asked, but MPS is not available here; use device \"cpu\"")
+    return device
+
+
 def resolve_pipeline_path(name_or_path: str | os.PathLike) -> Path:
     """Map an embedded name or a folder path to a folder with a model_index.json."""
     text = str(name_or_path)
@@ -65,6 +83,7 @@ def load_pipeline(
         >>> pipe = load_pipeline("shapes")
         >>> pipe = load_pipeline("/models/stable-diffusion-v1-5", device="cuda", dtype=torch.float16)
     """
+    device = check_device(device)
     path = resolve_pipeline_path(name_or_path)
     try:
         index = json.loads((path / "model_index.json").read_text())

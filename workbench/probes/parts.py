@@ -175,7 +175,7 @@ def tcav(ctx: Context, settings: dict[str, Any], folder: Path) -> dict[str, Any]
 
 
 def projection(ctx: Context, settings: dict[str, Any], folder: Path) -> dict[str, Any]:
-    proj = Projection(n_neighbors=settings["neighbors"], metric=settings["metric"], seed=ctx.probe.seed)
+    proj = Projection(n_neighbors=settings["neighbors"], metric=settings["metric"], random_state=ctx.probe.seed)
     if settings["bank"] == "learned-words":
         words = load_file(str(ctx.run_dir / "primary_auxiliary" / "words.safetensors"))["words"].numpy()
         # the object's position bins would clash with the projection's own x, y columns

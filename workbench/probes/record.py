@@ -37,7 +37,15 @@ def read_record(run_dir: str | Path) -> dict:
     path = Path(run_dir) / "run.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; expected a run directory written by `workbench run`")
-    record = json.loads(path.read_text())
-    if record.get("format") != RUN_FORMAT:
-        raise RunDirectoryError(f"{path} has run format {record.get('format')!r}; this workbench reads format {RUN_FORMAT}")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RunDirectoryError(f"{path} is damaged ({error}); it is not a run record this workbench can read: "
+                                "delete the run folder or choose a new --out") from None
+    if not isinstance(record, dict) or record.get("format") != RUN_FORMAT:
+        found = record.get("format") if isinstance(record, dict) else type(record).__name__
+        raise RunDirectoryError(f"{path} has run format {found!r}; this workbench reads format {RUN_FORMAT}")
+    missing = [key for key in ("versions", "fingerprint", "settings", "parts") if key not in record]
+    if missing:
+        raise RunDirectoryError(f"{path} lacks {', '.join(missing)}; it is damaged: delete the run folder or choose a new --out")
     return record

@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import plotly.express as px
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..capture import AttentionMaps
 from ..files import atomic_path
 from ..viz import Section, concept_depth_figure, heat_map_figure, matrix_figure, projection_figure, tcav_figure, write_dashboard
-from .record import read_record
+from .record import RunDirectoryError, read_record
 
 HEAT_MAP_PROMPTS = 4  # heat-map figures per run; the tables hold every prompt
 
@@ -125,7 +126,11 @@ def run_sections(run_dir: str | Path) -> tuple[dict, list[Section]]:
     sections: list[Section] = []
     for name, build in SECTIONS.items():
         if (run_dir / name / "part.json").is_file():
-            sections.extend(build(run_dir / name))
+            try:
+                sections.extend(build(run_dir / name))
+            except (OSError, ValueError, KeyError, SafetensorError) as error:  # a part's files, edited or cut short
+                raise RunDirectoryError(f"{run_dir / name} is damaged ({type(error).__name__}: {error}); delete that folder and "
+                                        "rerun `workbench run` with the same probe to recompute it") from None
     for i, section in enumerate(sections):
         if section.figure is None:
             continue

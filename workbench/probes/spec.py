@@ -241,4 +241,8 @@ def load_probe(path: str | Path) -> Probe:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"probe file {path} does not exist; probes live in probes/*.toml")
-    return parse_probe(path.read_text(encoding="utf-8"), str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ProbeError(f"{path}: not a text file (expected a TOML probe in UTF-8)") from None
+    return parse_probe(text, str(path))

@@ -30,7 +30,7 @@ class Projection:
 
     Args:
         n_neighbors, min_dist, metric: UMAP's parameters ("cosine" suits embeddings).
-        seed: makes the projection reproducible (umap-learn then runs single-threaded).
+        random_state: makes the projection reproducible (umap-learn then runs single-threaded).
 
     Attributes (after fit):
         embedding_: (n, 2) coordinates of the fitted points.
@@ -41,11 +41,11 @@ class Projection:
         >>> proj.to_frame()  # x, y and the labels
     """
 
-    def __init__(self, n_neighbors: int = 15, min_dist: float = 0.1, metric: Metric = "euclidean", seed: int = 0):
+    def __init__(self, n_neighbors: int = 15, min_dist: float = 0.1, metric: Metric = "euclidean", random_state: int = 0):
         self.n_neighbors = n_neighbors
         self.min_dist = min_dist
         self.metric = metric
-        self.seed = seed
+        self.random_state = random_state
 
     def fit(self, points, labels: Mapping[str, Sequence] | pd.DataFrame | None = None) -> "Projection":
         """Fit on points (n, d); labels are columns of n values each.
@@ -67,7 +67,10 @@ class Projection:
             raise ValueError(f"labels may not be named 'x' or 'y' (the projection's coordinates); got {list(frame.columns)}")
         if len(frame.columns) and len(frame) != len(x):
             raise ValueError(f"labels have {len(frame)} rows for {len(x)} points")
-        self.model_ = umap.UMAP(n_neighbors=self.n_neighbors, min_dist=self.min_dist, metric=self.metric, random_state=self.seed, n_components=2, n_jobs=1)
+        # UMAP's spectral start solves for 3 eigenvectors, which needs at least 4 points
+        init = "spectral" if len(x) >= 4 else "random"
+        self.model_ = umap.UMAP(n_neighbors=self.n_neighbors, min_dist=self.min_dist, metric=self.metric, random_state=self.random_state,
+                                n_components=2, n_jobs=1, init=init)
         self.embedding_ = self.model_.fit_transform(x)
         self.labels_ = frame.reset_index(drop=True)
         return self

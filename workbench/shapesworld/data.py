@@ -15,10 +15,17 @@ TRAINING_COMMANDS = {
 }
 
 
+def shipped(packaged: str, checkout: str) -> Path:
+    """A folder ShapesWorld ships: inside the installed package (a wheel), else in the checkout
+    this package is installed from (an editable install)."""
+    inside = Path(__file__).resolve().parent / packaged
+    return inside if inside.is_dir() else Path(__file__).resolve().parents[2] / checkout
+
+
 def data_dir() -> Path:
-    """The folder holding the embedded models: $WORKBENCH_DATA, else the checkout's `data/`."""
+    """The folder holding the embedded models: $WORKBENCH_DATA, else the one shipped (`data/`)."""
     override = os.environ.get("WORKBENCH_DATA")
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "data"
+    return Path(override) if override else shipped("trained", "data")
 
 
 def embedded_path(name: str) -> Path:
@@ -31,7 +38,7 @@ def embedded_path(name: str) -> Path:
     if not path.exists():
         command = TRAINING_COMMANDS.get(name, "workbench world train")
         raise PipelineLoadError(
-            f"the embedded model folder {path} is missing; install the package from its checkout "
-            f"(pip install -e .), point WORKBENCH_DATA at a folder holding it, or retrain it with `{command}`"
+            f"the embedded model folder {path} is missing; reinstall concept-workbench, point WORKBENCH_DATA at a "
+            f"folder holding it, or retrain it with `{command}`"
         )
     return path

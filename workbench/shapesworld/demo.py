@@ -21,13 +21,14 @@ from workbench.probes import run_probe, run_sections, run_settings
 from workbench.viz import Section, write_dashboard
 from workbench.viz.grid import scene_grid
 
+from .data import shipped
 from .scenes import sample_scenes, scenes_frame
 
 
 def probes_dir() -> Path:
-    """The shipped probe files: $WORKBENCH_PROBES, else the checkout's `probes/`."""
+    """The shipped probe files: $WORKBENCH_PROBES, else the ones shipped (`probes/`)."""
     override = os.environ.get("WORKBENCH_PROBES")
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "probes"
+    return Path(override) if override else shipped("shipped_probes", "probes")
 
 
 def write_grid(out: Path, count: int = 8, seed: int = 0, steps: int = 25) -> Path:
@@ -55,6 +56,8 @@ def run_demo(out: str | Path = "outputs/demo", count: int = 8, seed: int = 0, st
         FileNotFoundError: no probe files in probes_dir().
     """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file, not a folder; choose another --out")
     folder = Path(probes) if probes is not None else probes_dir()
     probe_files = sorted(folder.glob("*.toml"))
     if not probe_files:
