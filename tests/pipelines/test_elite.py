@@ -92,7 +92,25 @@ def test_words_take_the_placeholder_slots_and_shift_later_tokens(tiny_shapes_fre
 
 
 def test_words_of_the_wrong_width_are_refused_before_any_token_is_added(tiny_shapes_fresh):
-    with pytest.raises(ValueError, match="words have width 8; the text encoder embeds tokens with width 16"):
+    with pytest.raises(ValueError, match="words for text_encoder have width 8; it embeds tokens with width 16"):
         with injected_words(tiny_shapes_fresh, torch.randn(1, 2, 8)):
             pass
     assert "S*" not in tiny_shapes_fresh.tokenizer.get_vocab()
+
+
+def test_sdxl_words_are_written_into_both_encoders_through_their_own_tokenizers(tmp_path):
+    from workbench.pipelines.random_pipelines import build_random_pipeline
+
+    pipe = build_random_pipeline("sdxl", tmp_path, tokenizer="bpe")
+    widths = {name: getattr(pipe, name).get_input_embeddings().embedding_dim for name in ("text_encoder", "text_encoder_2")}
+    words = {name: torch.randn(2, 3, width) for name, width in widths.items()}
+    with injected_words(pipe, words) as slots:
+        for name, tokenizer in (("text_encoder", pipe.tokenizer), ("text_encoder_2", pipe.tokenizer_2)):
+            ids = tokenizer(["a S* S*_1 S*_2 dog"] * 2, return_tensors="pt").input_ids
+            embedded = getattr(pipe, name).get_input_embeddings()(ids)
+            positions = [ids[0].tolist().index(i) for i in tokenizer.convert_tokens_to_ids(["S*", "S*_1", "S*_2"])]
+            assert torch.equal(embedded[:, positions], words[name])
+    assert slots == pipe.tokenizer.convert_tokens_to_ids(["S*", "S*_1", "S*_2"])
+    with pytest.raises(ValueError, match="words for text_encoder_2 have width 5"):
+        with injected_words(pipe, {"text_encoder": words["text_encoder"], "text_encoder_2": torch.randn(2, 3, 5)}):
+            pass

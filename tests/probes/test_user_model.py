@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from workbench.pipelines.embeddings import insert_embeddings, read_embeddings
 from workbench.pipelines.random_pipelines import build_random_pipeline, save_random_pipeline
@@ -102,17 +102,23 @@ def test_sdxl_folder_with_a_two_encoder_word(tmp_path, monkeypatch):
     (tmp_path / "concept.txt").write_text("a mv dog\na mv on a sofa\nmv in a garden\n")
     (tmp_path / "pool.txt").write_text("\n".join(f"a photo of thing {i}" for i in range(9)))
     (tmp_path / "target.py").write_text("def brightness(images):\n    return images.float().mean((1, 2, 3))\n")
+    for name in ("p1", "p2"):  # learned words as the examples of [primary_auxiliary], two vectors in each encoder
+        save_file({"clip_l": torch.randn(2, WIDTH), "clip_g": torch.randn(2, WIDTH)}, tmp_path / f"{name}.safetensors")
     (tmp_path / "xl.toml").write_text(
         f'name = "xl"\n[model]\npipeline = "{pipeline}"\nembeddings = ["mv.safetensors"]\nsteps = 2\n'
         '[inputs]\nprompts = ["a mv dog"]\n[attention]\n'
         '[tcav]\ntarget = "target.py:brightness"\nconcepts = ["prompts:concept.txt", "prompts:pool.txt"]\nrandom_pool = "prompts:pool.txt"\n'
-        'explained = "prompts:concept.txt"\nlayers = ["unet.mid_block", "text_encoder_2.text_model.encoder.layers.0"]\nexamples = 3\nrandom_runs = 3\n')
+        'explained = "prompts:concept.txt"\nlayers = ["unet.mid_block", "text_encoder_2.text_model.encoder.layers.0"]\nexamples = 3\nrandom_runs = 3\n'
+        '[primary_auxiliary]\nembeddings = ["p1.safetensors", "p2.safetensors"]\n')
     run = run_probe(Path("xl.toml"), Path("run"), dashboard=False)
     record = json.loads((run / "run.json").read_text())
     assert record["model"]["generation"]["guidance_scale"] == 5.0  # SDXL's own default
     assert {"mv", "mv_1"} <= set(record["model"]["learned_tokens"])
     scores = pd.read_parquet(run / "tcav" / "scores.parquet")
     assert set(scores.layer) == {"unet.mid_block", "text_encoder_2.text_model.encoder.layers.0"} and scores.score.between(0, 1).all()
+    words = load_file(str(run / "primary_auxiliary" / "words.safetensors"))
+    assert words["words"].shape == (2, 2, 2 * WIDTH) and words["generated"].shape[0] == 2  # both encoders' vectors, side by side
+    assert pd.read_parquet(run / "primary_auxiliary" / "words.parquet").word.tolist() == ["w0", "w1"] * 2
 
 
 @pytest.mark.parametrize("change, message", [

@@ -39,22 +39,41 @@ def word_names(n_words: int) -> list[str]:
     return [f"w{i}" for i in range(n_words)]
 
 
-def words_of(learned: Sequence[Sequence[LearnedWord]]) -> torch.Tensor:
+def words_of(learned: Sequence[Sequence[LearnedWord]]) -> torch.Tensor | dict[str, torch.Tensor]:
     """Stack learned words as examples: one row per group (e.g. per file), its words' vectors in
-    order, (n, n_words, width); a multi-vector word gives several words.
+    order, (n, n_words, width); a multi-vector word gives several words. Words with a vector in
+    each of SDXL's text encoders give one such tensor per encoder, {"text_encoder": ...,
+    "text_encoder_2": ...}.
 
     Raises:
         ValueError: groups with different numbers of vectors or widths (names the group).
     """
-    rows = [torch.cat([w.vectors for w in group]) for group in learned]
-    if not rows:
+    if not learned:
         raise ValueError("no learned words given")
-    shape = rows[0].shape
-    for group, row in zip(learned, rows):
-        if row.shape != shape:
-            source = group[0].source or group[0].token if group else "?"
-            raise ValueError(f"learned words of {source} have {tuple(row.shape)} (vectors, width); the first group has {tuple(shape)}")
-    return torch.stack(rows)
+    encoders = sorted({word.encoder for group in learned for word in group})
+    per_encoder = {}
+    for encoder in encoders:
+        groups = [[word for word in group if word.encoder == encoder] for group in learned]
+        rows = [torch.cat([w.vectors for w in group]) if group else torch.zeros(0, 0) for group in groups]
+        shape = rows[0].shape
+        for group, original, row in zip(groups, learned, rows):
+            if row.shape != shape or not len(row):
+                source = original[0].source or original[0].token if original else "?"
+                raise ValueError(f"learned words of {source} have {tuple(row.shape)} (vectors, width) for {encoder}; "
+                                 f"the first group has {tuple(shape)}")
+        per_encoder[encoder] = torch.stack(rows)
+    return per_encoder["text_encoder"] if encoders == ["text_encoder"] else per_encoder
+
+
+def _per_encoder(words) -> dict[str, torch.Tensor]:
+    """Words as {text encoder: (n, n_words, width)}, checked: one n and n_words for all."""
+    per_encoder = {k: torch.as_tensor(v).detach().float().cpu() for k, v in (words.items() if isinstance(words, dict) else [("text_encoder", words)])}
+    shapes = {k: tuple(v.shape) for k, v in per_encoder.items()}
+    if not shapes or any(len(s) != 3 or 0 in s for s in shapes.values()):
+        raise ValueError(f"words must be a non-empty (examples, n_words, width) array, got shape {' '.join(map(str, shapes.values())) or 'none'}")
+    if len({s[:2] for s in shapes.values()}) != 1:
+        raise ValueError(f"words of each text encoder must have the same examples and n_words; got {shapes}")
+    return per_encoder
 
 
 @dataclass
@@ -65,7 +84,7 @@ class WordComparison:
     `absent` says, for each, why.
     """
 
-    words: np.ndarray  # (examples, n_words, width)
+    words: np.ndarray  # (examples, n_words, width); SDXL: each word's two encoders' vectors side by side
     norms: np.ndarray  # (examples, n_words)
     cosine: np.ndarray  # (n_words, n_words), mean over examples
     nearest: pd.DataFrame  # query word, rank, token, similarity (words averaged over examples)
@@ -108,7 +127,7 @@ def _batches(images, size: int):
 @torch.no_grad()
 def compare_words(
     pipe,
-    words: torch.Tensor | Callable,
+    words: torch.Tensor | dict[str, torch.Tensor] | Callable,
     images: Sequence | torch.Tensor | None = None,
     labels: pd.DataFrame | None = None,
     object_masks: ObjectMask | None = None,
@@ -122,9 +141,11 @@ def compare_words(
     """Run the comparison (see the module docstring).
 
     Args:
-        pipe: the pipeline the words are for (its text encoder's width).
-        words: (n, n_words, width) given words, or an encoder applied to `images` (an
-            ELITEEncoder, the ShapesWorld encoder, or any images -> (n, n_words, width)).
+        pipe: the pipeline the words are for (its text encoders' widths).
+        words: (n, n_words, width) given words; for SDXL one such tensor per text encoder
+            ({"text_encoder": ..., "text_encoder_2": ...}, what `words_of` gives for SDXL files);
+            or an encoder applied to `images` (an ELITEEncoder, the ShapesWorld encoder, or
+            any images -> (n, n_words, width)).
         images: the encoder's input (PIL images, files, arrays, or a (n, 3, y, x) tensor in [0, 1]).
         labels: factor labels, one row per example, one column per factor (for the probes and
             disentanglement; at least 20 examples).
@@ -138,22 +159,23 @@ def compare_words(
     """
     if template.count(placeholder) != 1:
         raise ValueError(f"template {template!r} must contain the placeholder {placeholder!r} once, e.g. 'a {placeholder}'")
-    if callable(words) and not isinstance(words, torch.Tensor):
+    if callable(words) and not isinstance(words, (torch.Tensor, dict)):
         if images is None or len(images) == 0:
             raise ValueError("words from an encoder need images to encode; got none")
         words = torch.cat([_encode(words, batch) for _, batch in _batches(images, batch_size)])
-    words = torch.as_tensor(words).detach().float().cpu()
-    if words.ndim != 3 or 0 in words.shape:
-        raise ValueError(f"words must be a non-empty (examples, n_words, width) array, got shape {tuple(words.shape)}")
-    n = len(words)
+    per_encoder = _per_encoder(words)
+    first = next(iter(per_encoder))
+    joined = torch.cat(list(per_encoder.values()), dim=-1)  # a word's vectors in every text encoder, side by side
+    n = len(joined)
     if labels is not None and len(labels) != n:
         raise ValueError(f"labels have {len(labels)} rows but there are {n} examples")
     options = generation_options(pipe, guidance_scale=guidance_scale)
     generator = torch.Generator().manual_seed(seed)
     generated, masses = [], []
-    for start, batch in tqdm(list(_batches(words, batch_size)), desc="words -> images"):
+    for start in tqdm(range(0, n, batch_size), desc="words -> images"):
+        batch = {name: w[start : start + batch_size] for name, w in per_encoder.items()}
         with injected_words(pipe, batch, placeholder) as slot_ids, trace(pipe, layers="all") as tr:
-            drawn = pipe([template] * len(batch), num_inference_steps=steps, generator=generator, output_type="np", **options).images
+            drawn = pipe([template] * len(batch[first]), num_inference_steps=steps, generator=generator, output_type="np", **options).images
         drawn = (np.asarray(drawn) * 255).round().astype(np.uint8)
         maps = tr.attention_maps()
         slots = maps.word_span(placeholder, prompt=0).tokens
@@ -161,13 +183,15 @@ def compare_words(
             mask = object_masks(start + b, image) if object_masks is not None else None
             masses.append([mass_inside(maps.token(slot, prompt=b).numpy(), mask) if mask is not None else np.nan for slot in slots])
         generated.append(drawn)
-    words_np = words.numpy()
+    words_np = joined.numpy()
     names = word_names(words_np.shape[1])
-    # the vocabulary without the placeholder's own slots (no embedding of their own) or special tokens
-    table = pipe.text_encoder.get_input_embeddings().weight.detach().float().cpu().numpy()
-    special = set(pipe.tokenizer.all_special_ids)
+    # nearest tokens in the first encoder's vocabulary, without the placeholder's own slots (no
+    # embedding of their own) or special tokens
+    tokenizer = getattr(pipe, first.replace("text_encoder", "tokenizer"))
+    table = getattr(pipe, first).get_input_embeddings().weight.detach().float().cpu().numpy()
+    special = set(tokenizer.all_special_ids)
     keep = [i for i in range(len(table)) if i not in slot_ids and i not in special]
-    nearest = nearest_tokens(words_np.mean(axis=0), table[keep], pipe.tokenizer.convert_ids_to_tokens(keep), k=3, names=names)
+    nearest = nearest_tokens(per_encoder[first].numpy().mean(axis=0), table[keep], tokenizer.convert_ids_to_tokens(keep), k=3, names=names)
     nearest["token_id"] = [keep[i] for i in nearest.token_id]
     result = WordComparison(
         words=words_np, norms=np.linalg.norm(words_np, axis=-1),

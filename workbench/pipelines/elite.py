@@ -183,50 +183,66 @@ def load_global_mapper(path: str | Path, unet: nn.Module, input_dim: int, output
 
 
 @contextmanager
-def injected_words(pipe, words: torch.Tensor, placeholder: str = "S*") -> Iterator[list[int]]:
+def injected_words(pipe, words: torch.Tensor | dict[str, torch.Tensor], placeholder: str = "S*") -> Iterator[list[int]]:
     """While open, the placeholder's slots in every prompt carry the given words.
 
     Args:
-        pipe: a pipeline with `tokenizer` and `text_encoder`.
-        words: (batch, n_words, width): row b feeds prompt b; slot j of the placeholder gets word j.
+        pipe: a pipeline with `tokenizer` and `text_encoder` (and `text_encoder_2` for SDXL).
+        words: (batch, n_words, width) for the first text encoder, or one such tensor per text
+            encoder ({"text_encoder": ..., "text_encoder_2": ...}: SDXL's words have a vector in
+            each): row b feeds prompt b; slot j of the placeholder gets word j.
         placeholder: the placeholder token; prompts must contain it (e.g. "a photo of S*").
 
     Yields:
-        The token ids of the placeholder's slots (w0 first).
+        The token ids of the placeholder's slots (w0 first), in the first given encoder's tokenizer.
 
     Raises:
-        ValueError: a width that does not fit the text encoder, or a batch of another size.
+        ValueError: a width that does not fit an encoder, encoders the pipeline lacks or left
+            out, tensors of different batch or word counts, or a batch of another size.
     """
-    if words.ndim != 3:
-        raise ValueError(f"words must be (batch, n_words, width), got shape {tuple(words.shape)}")
-    width = pipe.text_encoder.get_input_embeddings().embedding_dim
-    if words.shape[2] != width:
-        raise ValueError(f"words have width {words.shape[2]}; the text encoder embeds tokens with width {width}")
-    tokens = slot_tokens(LearnedWord(placeholder, torch.zeros(words.shape[1], words.shape[2])))
+    per_encoder = dict(words) if isinstance(words, dict) else {"text_encoder": words}
+    shapes = {name: tuple(w.shape) for name, w in per_encoder.items()}
+    if any(len(shape) != 3 for shape in shapes.values()) or len({shape[:2] for shape in shapes.values()}) != 1:
+        raise ValueError(f"words must be (batch, n_words, width), the same batch and n_words for every encoder; got {shapes}")
+    for name, w in per_encoder.items():
+        encoder = getattr(pipe, name, None)
+        if encoder is None:
+            raise ValueError(f"words were given for {name}, which this {type(pipe).__name__} does not have")
+        width = encoder.get_input_embeddings().embedding_dim
+        if w.shape[2] != width:
+            raise ValueError(f"words for {name} have width {w.shape[2]}; it embeds tokens with width {width}")
+    batch, n_words = next(iter(shapes.values()))[:2]
+    tokens = slot_tokens(LearnedWord(placeholder, torch.zeros(n_words, 1)))
     known = pipe.tokenizer.get_vocab()
     beyond = f"{placeholder}_{len(tokens)}"
     if beyond in known:  # the prompt expansion would give the placeholder more slots than words
         raise ValueError(f"the pipeline's {placeholder!r} already has more than {len(tokens)} slots ({beyond} exists); use another placeholder")
     missing = [t for t in tokens if t not in known]  # a placeholder used before with fewer words keeps its slots
-    insert_embeddings(pipe, [LearnedWord(t, torch.zeros(1, words.shape[2])) for t in missing])
-    ids = pipe.tokenizer.convert_tokens_to_ids(tokens)
-    slots = torch.tensor(ids)
+    insert_embeddings(pipe, [LearnedWord(t, torch.zeros(1, w.shape[2]), encoder=name) for t in missing for name, w in per_encoder.items()])
+    # each encoder reads its own tokenizer's ids (SDXL's two tokenizers may number added tokens apart)
+    ids = {name: getattr(pipe, name.replace("text_encoder", "tokenizer")).convert_tokens_to_ids(tokens) for name in per_encoder}
 
-    def write(module, inputs, output):
-        input_ids = inputs[0]
-        hits = torch.isin(input_ids, slots.to(input_ids.device))
-        if not hits.any():
-            return output  # e.g. the negative prompt
-        if input_ids.shape[0] != words.shape[0]:
-            raise ValueError(f"the prompt batch has {input_ids.shape[0]} rows but words were given for {words.shape[0]} images")
-        output = output.clone()
-        for j, token_id in enumerate(ids):
-            rows, cols = torch.nonzero(input_ids == token_id, as_tuple=True)
-            output[rows, cols] = words[rows, j].to(output.dtype).to(output.device)
-        return output
+    def writer(encoder_words: torch.Tensor, encoder_ids: list[int]):
+        slots = torch.tensor(encoder_ids)
 
-    handle = pipe.text_encoder.get_input_embeddings().register_forward_hook(write)
+        def write(module, inputs, output):
+            input_ids = inputs[0]
+            hits = torch.isin(input_ids, slots.to(input_ids.device))
+            if not hits.any():
+                return output  # e.g. the negative prompt
+            if input_ids.shape[0] != batch:
+                raise ValueError(f"the prompt batch has {input_ids.shape[0]} rows but words were given for {batch} images")
+            output = output.clone()
+            for j, token_id in enumerate(encoder_ids):
+                rows, cols = torch.nonzero(input_ids == token_id, as_tuple=True)
+                output[rows, cols] = encoder_words[rows, j].to(output.dtype).to(output.device)
+            return output
+
+        return write
+
+    handles = [getattr(pipe, name).get_input_embeddings().register_forward_hook(writer(w, ids[name])) for name, w in per_encoder.items()]
     try:
-        yield list(ids)
+        yield list(ids[next(iter(per_encoder))])
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
