@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 import workbench
 from workbench.capture import cluster_self_attention, trace, unsupervised_masks
 from workbench.files import atomic_path
-from workbench.metrics import iou, threshold_iou
+from workbench.metrics import iou, thresholded_iou
 from workbench.pipelines.loading import load_pipeline
 from workbench.shapesworld.models.pipeline import DEFAULT_GUIDANCE_SCALE
 from workbench.shapesworld import parse_caption, sample_scenes
@@ -63,7 +63,7 @@ def score_batch(maps, images: np.ndarray, captions: list[str], sets: dict[str, l
         for name, shorts in sets.items():
             for role, word, occurrence, mask in targets:
                 heat = maps.word(word, prompt=p, occurrence=occurrence, layers=shorts, size=mask.shape)
-                scores[name][role].append(threshold_iou(heat, mask))
+                scores[name][role].append(thresholded_iou(heat, mask))
                 by_count[name][f"{len(factors.objects)}_object"][role].append(scores[name][role][-1])
         # Without labels: each drawn object against its best-matching salient cluster, and all
         # drawn objects against the union of the salient clusters; saliency as ConceptExpress

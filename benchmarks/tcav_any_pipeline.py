@@ -50,8 +50,7 @@ from workbench.concepts import (
     TargetModel,
     gradients_at,
     layer_activations,
-    results_frame,
-    run_tcav_results,
+    run_tcav,
     sets_from_pool,
 )
 from workbench.files import atomic_path
@@ -77,7 +76,7 @@ def captum_difference(pipe, concepts, randoms, inputs, timestep: int, seed: int,
     """captum's sign counts with our CAVs against ours, for the image target."""
     from captum.concept import TCAV
 
-    results = run_tcav_results(pipe, redness, inputs, concepts, randoms, LAYERS, timestep=timestep, seed=seed)
+    results = run_tcav(pipe, redness, inputs, concepts, randoms, LAYERS, timestep=timestep, seed=seed).results
     found = {(r.concept, r.layer): r for r in results}
     model = TargetModel(pipe, lambda images: redness(images)[:, None], pooled=LAYERS).eval()
     pooled = [f"pooled.{layer}" for layer in LAYERS]
@@ -135,18 +134,18 @@ def main() -> None:
         runs, floors = [], []
         for _ in range(args.repeats):  # alternating, so that machine noise hits both alike
             tic = time.perf_counter()
-            results = run_tcav_results(pipe, target, inputs, concepts, randoms, LAYERS, timestep=args.timestep, seed=args.seed)
+            results = run_tcav(pipe, target, inputs, concepts, randoms, LAYERS, timestep=args.timestep, seed=args.seed)
             runs.append(time.perf_counter() - tic)
             tic = time.perf_counter()
             layer_activations(pipe, concepts + randoms, LAYERS, args.timestep, args.seed)
             gradients_at(pipe, LAYERS, None, list(inputs.prompts), target, args.timestep, args.seed)
             floors.append(time.perf_counter() - tic)
         seconds, floor = statistics.median(runs), statistics.median(floors)
-        frame = results_frame(results)
+        frame = results.to_frame()
 
         planted = {r.layer: r for r in results if r.concept == "<plant>"}
         posing_sets = sets_from_pool(ConceptSet("posing pool", prompts=prompts(7, 8 * args.size)), args.posing, args.size, seed=8, prefix="posing")
-        null = results_frame(run_tcav_results(pipe, target, inputs, posing_sets, randoms, LAYERS, timestep=args.timestep, seed=args.seed))
+        null = run_tcav(pipe, target, inputs, posing_sets, randoms, LAYERS, timestep=args.timestep, seed=args.seed).to_frame()
 
         small = [c.subset(c.name, range(args.captum_size)) for c in concepts]
         small_randoms = sets_from_pool(pool, args.captum_random, args.captum_size, seed=3, prefix="small")

@@ -53,9 +53,7 @@ from workbench.concepts import (
     TargetModel,
     gradients_at,
     layer_activations,
-    results_frame,
     run_tcav,
-    run_tcav_results,
 )
 from workbench.concepts.targets import classifier_logit, classifier_logits
 from workbench.shapesworld.concepts import from_query, random_sets
@@ -226,9 +224,8 @@ def main() -> None:
         return tcav.interpret(captum_inputs, sets, target=target_index)
 
     def ours_run():
-        out = run_tcav_results(pipe, score, inputs, concepts, randoms, layers, timestep=args.timestep,
-                               seed=args.seed, cache_dir=work / "ours")
-        return out, results_frame(out)
+        out = run_tcav(pipe, score, inputs, concepts, randoms, layers, timestep=args.timestep, seed=args.seed, cache_dir=work / "ours")
+        return out.results, out.to_frame()
 
     try:
         # captum as shipped (DefaultClassifier: an SGD linear SVM per experimental set, activations
@@ -263,11 +260,10 @@ def main() -> None:
         # planted: "red" at the planted layer, tested alone; then random sets posing as concepts
         # there: how often is a non-concept flagged? (the random sets' activations come from the cache)
         planted = run_tcav(pipe, score, inputs, concepts[:1], randoms, [args.layer], timestep=args.timestep,
-                           seed=args.seed, cache_dir=work / "ours")
+                           seed=args.seed, cache_dir=work / "ours").to_frame()
         posing = random_sets(args.posing, args.size, seed=args.seed + 777, prefix="posing")
-        null_results = run_tcav_results(pipe, score, inputs, posing, randoms, [args.layer],
-                                        timestep=args.timestep, seed=args.seed, cache_dir=work / "ours")
-        null = results_frame(null_results)
+        null_report = run_tcav(pipe, score, inputs, posing, randoms, [args.layer], timestep=args.timestep, seed=args.seed, cache_dir=work / "ours")
+        null_results, null = null_report.results, null_report.to_frame()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

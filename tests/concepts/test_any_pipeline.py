@@ -13,7 +13,6 @@ from workbench.concepts import (
     gradients_at,
     layer_activations,
     run_tcav,
-    run_tcav_results,
     sets_from_pool,
 )
 from workbench.concepts.pipeline_io import clean_estimate, from_latents, to_latents
@@ -84,7 +83,7 @@ def test_planted_direction_is_recovered_and_drives_its_readout(tmp_path, layer):
     concept = ConceptSet("plant", prompts=planted_prompts(3, 32, True))
     posing = ConceptSet("posing", prompts=planted_prompts(4, 32, False))
     inputs = ConceptSet("inputs", prompts=planted_prompts(5, 6, False))
-    planted, random_concept = run_tcav_results(pipe, LayerReadout(layer, direction), inputs, [concept, posing], randoms, [layer], timestep=300)
+    planted, random_concept = run_tcav(pipe, LayerReadout(layer, direction), inputs, [concept, posing], randoms, [layer], timestep=300)
     assert float(np.mean(planted.cavs @ direction.numpy())) > 0.9
     assert planted.score == 1.0
     assert random_concept.p_value > 0.05
@@ -97,7 +96,7 @@ def test_text_encoder_layers_prompt_concepts_and_an_image_target(sd, tmp_path):
     pool = ConceptSet("pool", prompts=tuple(f"a photo of a thing number {i}" for i in range(12)))
     inputs = ConceptSet("inputs", prompts=("a red cat", "a blue cat", "a cat"))
     redness = lambda images: images[:, 0].mean((1, 2)) - images[:, 2].mean((1, 2))  # noqa: E731 - a user's image target
-    frame = run_tcav(sd, redness, inputs, concepts, sets_from_pool(pool, 3, 3, seed=1), layers, timestep=500)
+    frame = run_tcav(sd, redness, inputs, concepts, sets_from_pool(pool, 3, 3, seed=1), layers, timestep=500).to_frame()
     assert len(frame) == 4 and set(frame.layer) == set(layers)
     assert frame.score.between(0, 1).all()
     found = gradients_at(sd, layers, None, list(inputs.prompts), redness, timestep=500)

@@ -6,7 +6,7 @@ import pytest
 from scipy.optimize import minimize
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 
-from workbench.concepts import CAV, fit_cavs, labelled, tcav_results
+from workbench.concepts import CAV, fit_cavs, labelled, tcav
 from workbench.concepts.cav import _split
 from workbench.concepts.linear import fit_linear
 
@@ -105,7 +105,7 @@ def test_random_vs_random_cavs_are_fitted_once_and_shared():
     randoms = [rng.normal(size=(30, 4)) for _ in range(3)]
     gradients = rng.normal(size=(25, 4))
     red, blue = rng.normal(size=(30, 4)) + [2, 0, 0, 0], rng.normal(size=(30, 4)) + [0, 2, 0, 0]
-    results = tcav_results({"red": {"mid": red}, "blue": {"mid": blue}}, {"mid": randoms}, {"mid": gradients})
+    results = tcav({"red": {"mid": red}, "blue": {"mid": blue}}, {"mid": randoms}, {"mid": gradients}).results
     assert [r.concept for r in results] == ["red", "blue"]
     assert np.array_equal(results[0].random_cavs, results[1].random_cavs)
     # the same numbers as the one-pair-at-a-time definition
@@ -143,7 +143,7 @@ def test_the_sklearn_solver_gives_the_per_pair_sgd_scores():
     randoms = [rng.normal(size=(30, 4)) for _ in range(3)]
     gradients = rng.normal(size=(25, 4))
     red = rng.normal(size=(30, 4)) + [2, 0, 0, 0]
-    result = tcav_results({"red": {"mid": red}}, {"mid": randoms}, {"mid": gradients}, solver="sklearn")[0]
+    result = tcav({"red": {"mid": red}}, {"mid": randoms}, {"mid": gradients}, solver="sklearn").results[0]
     for r, random in enumerate(randoms):
         cav = CAV(random_state=r, solver="sklearn").fit(*labelled(red, random)).cav_
         assert np.allclose(result.cavs[r], cav) and result.scores[r] == np.mean(gradients @ cav > 0)

@@ -53,7 +53,7 @@ def test_tcav_flags_the_planted_concept_and_not_the_unrelated_one():
 
     gradients = wide.normal(size=(100, d)) / 3
     gradients[:, 0] += 1.0  # the target grows along feature 0
-    frame = tcav({"red": {"mid": concept(0)}, "square": {"mid": concept(1)}}, {"mid": [wide.normal(size=(60, d)) for _ in range(10)]}, {"mid": gradients})
+    frame = tcav({"red": {"mid": concept(0)}, "square": {"mid": concept(1)}}, {"mid": [wide.normal(size=(60, d)) for _ in range(10)]}, {"mid": gradients}).to_frame()
     red, square = frame.set_index("concept").loc["red"], frame.set_index("concept").loc["square"]
     assert red.score > 0.95 and red.significant and red.p_value < 0.01
     assert not square.significant
@@ -76,7 +76,7 @@ def test_random_sets_posing_as_concepts_are_flagged_at_the_nominal_rate():
     gradients = local.normal(size=(80, width)) * 0.5 + np.eye(width)[0] * 0.3
     pool = {"mid": [local.normal(size=(12, width)) for _ in range(20)]}
     posing = {f"posing{i}": {"mid": local.normal(size=(12, width))} for i in range(100)}
-    p_values = tcav(posing, pool, {"mid": gradients}).p_value
+    p_values = tcav(posing, pool, {"mid": gradients}).to_frame().p_value
     assert (p_values < 0.05).mean() <= 0.08
     assert (p_values > 0.5).mean() > 0.3  # and not by making every p-value large
 
@@ -84,7 +84,7 @@ def test_random_sets_posing_as_concepts_are_flagged_at_the_nominal_rate():
 def test_bonferroni_counts_every_concept_and_layer():
     gradients = rng.normal(size=(100, D))
     concepts = {f"c{i}": {"a": planted(i % D, shift=0.5), "b": planted(i % D, shift=0.5)} for i in range(3)}
-    frame = tcav(concepts, {"a": randoms(), "b": randoms()}, {"a": gradients, "b": gradients})
+    frame = tcav(concepts, {"a": randoms(), "b": randoms()}, {"a": gradients, "b": gradients}).to_frame()
     assert len(frame) == 6
     assert (frame.significant == (frame.p_value * 6 < 0.05)).all()
 

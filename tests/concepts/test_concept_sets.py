@@ -61,13 +61,18 @@ def test_run_tcav_end_to_end_on_a_tiny_model(tiny_shapes):
 
     from workbench.concepts import classifier_logit
 
-    frame = run_tcav(
+    report = run_tcav(
         tiny_shapes, classifier_logit(ShapesClassifier().eval(), "color", "red"),
         inputs=from_query("inputs", "color=red", 6, seed=5),
         concepts=[from_query("red", "color=red", 8, seed=1), from_query("blue", "color=blue", 8, seed=2)],
         random=random_sets(3, 8, seed=3),
         layers=["unet.mid_block", "unet.up_blocks.1"],
     )
+    frame = report.to_frame()
+    red = report.result("red", "unet.up_blocks.1")
+    assert red.cavs.shape == (3, tiny_shapes.unet.config.block_out_channels[1]) and frame.iloc[1].p_value == red.p_value
+    with pytest.raises(KeyError, match="no result for 'green'"):
+        report.result("green", "unet.mid_block")
     assert len(frame) == 4 and set(frame.layer) == {"unet.mid_block", "unet.up_blocks.1"}
     assert frame.score.between(0, 1).all() and frame.p_value.between(0, 1).all()
     with pytest.raises(ValueError, match="are embeddings; the explained inputs need images"):

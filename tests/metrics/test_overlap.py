@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.metrics import iou, minmax_normalize, threshold_iou
+from workbench.metrics import iou, minmax_normalize
 
 
 def test_minmax_known_answer():
@@ -23,13 +23,13 @@ def test_iou_known_answers():
         iou(a, a.T)
 
 
-def test_threshold_iou_known_answer():
+def test_thresholded_iou_with_a_mask_known_answer():
     heat = np.array([[0.0, 0.39], [0.41, 1.0]]) * 10 + 3  # normalised: [[0, .39], [.41, 1]]
     mask = np.array([[0, 1], [1, 1]], bool)
-    assert threshold_iou(heat, mask, tau=0.4) == pytest.approx(2 / 3)
-    assert threshold_iou(heat, mask, tau=0.3) == 1.0
+    assert thresholded_iou(heat, mask, tau=0.4) == pytest.approx(2 / 3)
+    assert thresholded_iou(heat, mask, tau=0.3) == 1.0
     with pytest.raises(ValueError, match="tau"):
-        threshold_iou(heat, mask, tau=1.5)
+        thresholded_iou(heat, mask, tau=1.5)
 
 
 from workbench.metrics import (  # noqa: E402

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from ..capture import AttentionMaps, trace
-from ..metrics import mass_inside, overlap_matrix, soft_iou, threshold_iou
+from ..metrics import mass_inside, overlap_matrix, soft_iou, thresholded_iou
 from .generation import generation_options
 from .regions import RegionSource
 
@@ -98,7 +98,7 @@ def _score_prompt(rows: dict[str, list], maps: AttentionMaps, layers: list[str],
             rows["leakage"].append({**base, "own_region": own, "region": name, "area": float(mask.mean()), "mass": float(mass_inside(h, mask))})
         if own is not None and own in drawn:
             rows["localisation"].append({**base, "region": own, "area": float(drawn[own].mean()),
-                                         "iou": threshold_iou(h, drawn[own]), "mass_inside": float(mass_inside(h, drawn[own]))})
+                                         "iou": thresholded_iou(h, drawn[own]), "mass_inside": float(mass_inside(h, drawn[own]))})
     return True
 
 

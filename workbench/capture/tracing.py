@@ -12,8 +12,8 @@ the pipeline's own processors come back on exit, also after an exception.
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
-from typing import Iterator, Literal, Sequence
+from contextlib import ExitStack
+from typing import Literal, Sequence
 
 import psutil
 import torch
@@ -33,7 +33,30 @@ LayerSelection = str | Sequence[str] | None
 
 
 class Trace:
-    """The state of one trace; ask it for `attention_maps()` after the pipeline call."""
+    """Capture attention during the pipeline calls inside the block: `with trace(pipe) as tr:`.
+
+    Args:
+        pipe: any diffusers pipeline whose denoiser is a UNet2DConditionModel.
+        layers: cross-attention layers: "all", a short name or prefix ("down.1", "mid",
+            "up.2.0"), a module path, or a list of these; None for none.
+        self_layers: self-attention layers, selected the same way (default: none).
+        heads: "mean" averages heads as they are captured; "keep" keeps them.
+        steps: "all", or the step indices (0 = first denoising step) to capture.
+        per_step: keep each step instead of the running mean (memory is checked first).
+        guidance: with classifier-free guidance, capture the conditional ("cond") or the
+            unconditional ("uncond") half of the batch.
+        modules: modules whose outputs to record, named "component.path" from the pipeline
+            (e.g. "unet.mid_block", "text_encoder.encoder.layers.1").
+        pool: how module outputs are pooled over positions: "mean", "max" or "none".
+        memory_fraction: the share of available memory per-step storage may take.
+
+    After the block, ask it for `attention_maps()` (and `activations()`).
+
+    Raises:
+        LayerSelectionError: a selector matching no layer (the valid names are listed).
+        ValueError: a pipeline without a known cross-attention denoiser, or bad options.
+        CaptureMemoryError: per-step storage that would exceed available memory.
+    """
 
     def __init__(
         self,
@@ -78,6 +101,7 @@ class Trace:
         self.recorders: dict = {}  # tokenizer name -> RecordingTokenizer, set by trace()
         self.estimated_bytes: int | None = None
         self._rows: slice | None = None
+        self._hooks: ExitStack | None = None  # open while the `with` block runs
 
     # --- hooks -------------------------------------------------------------------------
     def _on_text_encoder(self, module, args, kwargs) -> None:
@@ -204,54 +228,29 @@ class Trace:
             raise RuntimeError("no activations were recorded: pass modules=[...] to trace() and call the pipeline inside it")
         return self.recorder.result()
 
-
-@contextmanager
-def trace(
-    pipe,
-    layers: LayerSelection = "all",
-    self_layers: LayerSelection = None,
-    heads: Literal["mean", "keep"] = "mean",
-    steps: Literal["all"] | range | Sequence[int] = "all",
-    per_step: bool = False,
-    guidance: Guidance = "cond",
-    modules: Sequence[str] | None = None,
-    pool: Pool = "mean",
-) -> Iterator[Trace]:
-    """Capture attention during the pipeline calls inside the block.
-
-    Args:
-        pipe: any diffusers pipeline whose denoiser is a UNet2DConditionModel.
-        layers: cross-attention layers: "all", a short name or prefix ("down.1", "mid",
-            "up.2.0"), a module path, or a list of these; None for none.
-        self_layers: self-attention layers, selected the same way (default: none).
-        heads: "mean" averages heads as they are captured; "keep" keeps them.
-        steps: "all", or the step indices (0 = first denoising step) to capture.
-        per_step: keep each step instead of the running mean (memory is checked first).
-        guidance: with classifier-free guidance, capture the conditional ("cond") or the
-            unconditional ("uncond") half of the batch.
-        modules: modules whose outputs to record, named "component.path" from the pipeline
-            (e.g. "unet.mid_block", "text_encoder.encoder.layers.1").
-        pool: how module outputs are pooled over positions: "mean", "max" or "none".
-
-    Yields:
-        The Trace; call `attention_maps()` on it after the pipeline call.
-
-    Raises:
-        LayerSelectionError: a selector matching no layer (the valid names are listed).
-        ValueError: a pipeline without a known cross-attention denoiser, or bad options.
-        CaptureMemoryError: per-step storage that would exceed available memory.
-    """
-    tr = Trace(pipe, layers, self_layers, heads, steps, per_step, guidance, modules, pool)
-    handles = []
-    try:
-        with capturing(tr.denoiser, tr.layers, lambda batch: tr._rows, tr._sink), recording_prompts(pipe) as recorders:
-            tr.recorders = recorders
-            handles.append(tr.denoiser.register_forward_pre_hook(tr._on_denoiser, with_kwargs=True))
-            handles.extend(register(pipe, tr.modules, tr.recorder))
-            text_encoder = getattr(pipe, "text_encoder", None)
+    def __enter__(self) -> "Trace":
+        if self._hooks is not None:
+            raise RuntimeError("this trace is already open; start another with trace(pipe)")
+        self._hooks = ExitStack()
+        try:
+            self._hooks.enter_context(capturing(self.denoiser, self.layers, lambda batch: self._rows, self._sink))
+            self.recorders = self._hooks.enter_context(recording_prompts(self.pipe))
+            self._hooks.callback(self.denoiser.register_forward_pre_hook(self._on_denoiser, with_kwargs=True).remove)
+            for handle in register(self.pipe, self.modules, self.recorder):
+                self._hooks.callback(handle.remove)
+            text_encoder = getattr(self.pipe, "text_encoder", None)
             if text_encoder is not None:
-                handles.append(text_encoder.register_forward_pre_hook(tr._on_text_encoder, with_kwargs=True))
-            yield tr
-    finally:
-        for handle in handles:
-            handle.remove()
+                self._hooks.callback(text_encoder.register_forward_pre_hook(self._on_text_encoder, with_kwargs=True).remove)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        """Every hook removed and the pipeline's own processors and tokenizers back, also after an exception."""
+        hooks, self._hooks = self._hooks, None
+        if hooks is not None:
+            hooks.close()
+
+
+trace = Trace  # DAAM's spelling: `with trace(pipe) as tr:`

@@ -3,22 +3,22 @@
 from .cav import CAV, fit_cavs, labelled
 from .concept_sets import ConceptSet, concept_activations, layer_activations, sets_from_pool
 from .pipeline_io import encode_prompts
-from .run import run_tcav, run_tcav_results
+from .run import run_tcav
 from .targets import LayerReadout, TargetModel, classifier_logit, classifier_logits, gradients_at, layer_gradients
 from .tcav import (
+    TCAVReport,
     TCAVResult,
     directional_derivatives,
     magnitude_score,
-    results_frame,
     sign_count_score,
     tcav,
-    tcav_results,
 )
 
 __all__ = [
     "CAV",
     "ConceptSet",
     "LayerReadout",
+    "TCAVReport",
     "TCAVResult",
     "TargetModel",
     "classifier_logit",
@@ -32,11 +32,8 @@ __all__ = [
     "layer_activations",
     "layer_gradients",
     "magnitude_score",
-    "results_frame",
     "run_tcav",
-    "run_tcav_results",
     "sets_from_pool",
     "sign_count_score",
     "tcav",
-    "tcav_results",
 ]

@@ -11,46 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import pandas as pd
-
 from .cav import Method, Solver
 from .concept_sets import ConceptSet, layer_activations
 from .targets import Target, gradients_at
-from .tcav import TCAVResult, results_frame, tcav_results
-
-
-def run_tcav_results(
-    pipe,
-    target: Target,
-    inputs: ConceptSet,
-    concepts: Sequence[ConceptSet],
-    random: Sequence[ConceptSet],
-    layers: Sequence[str],
-    timestep: int = 400,
-    method: Method = "sgd",
-    seed: int = 0,
-    cache_dir: str | Path | None = None,
-    solver: Solver = "batched",
-) -> list[TCAVResult]:
-    """run_tcav's results before the multiple-testing correction: one TCAVResult per
-    (concept, layer), with the per-run scores and the CAVs themselves."""
-    if not layers:
-        raise ValueError("name at least one layer, e.g. 'unet.mid_block'")
-    if not concepts:
-        raise ValueError("name at least one concept set to test (a ConceptSet of images, prompts or embeddings)")
-    if inputs.embeddings is not None:
-        raise ValueError(f"the inputs {inputs.name!r} are embeddings; the explained inputs need images and/or prompts to run the model on")
-    prompts = inputs.prompts or ("",) * len(inputs)
-    gradients = {layer: g for layer, (_, g) in gradients_at(pipe, layers, inputs.images, prompts, target, timestep, seed).items()}
-    activations = layer_activations(pipe, list(concepts) + list(random), layers, timestep, seed, cache_dir)
-    return tcav_results(
-        {c.name: activations[c.name] for c in concepts},
-        {layer: [activations[r.name][layer] for r in random] for layer in layers},
-        gradients,
-        method=method,
-        seed=seed,
-        solver=solver,
-    )
+from .tcav import TCAVReport, _results
 
 
 def run_tcav(
@@ -66,7 +30,7 @@ def run_tcav(
     seed: int = 0,
     cache_dir: str | Path | None = None,
     solver: Solver = "batched",
-) -> pd.DataFrame:
+) -> TCAVReport:
     """Do the concepts drive the target in what the model predicts?
 
     Args:
@@ -87,13 +51,28 @@ def run_tcav(
         solver: how CAVs are fitted: "batched" (together) or "sklearn" (per pair, as captum).
 
     Returns:
-        The tidy TCAV frame (see concepts.tcav.tcav), Bonferroni over concepts x layers.
+        A TCAVReport: `.results` (one per concept and layer: scores per random set, CAVs,
+        p-values) and `.to_frame()` (the tidy table, significance Bonferroni-corrected over
+        concepts x layers at `alpha`).
 
     Raises:
         ValueError: no layers, inputs given as embeddings, an unknown layer (listing the valid
             ones), repeated concept names, or a target that returns another shape than (n,).
     """
-    return results_frame(
-        run_tcav_results(pipe, target, inputs, concepts, random, layers, timestep, method, seed, cache_dir, solver),
-        alpha,
-    )
+    if not layers:
+        raise ValueError("name at least one layer, e.g. 'unet.mid_block'")
+    if not concepts:
+        raise ValueError("name at least one concept set to test (a ConceptSet of images, prompts or embeddings)")
+    if inputs.embeddings is not None:
+        raise ValueError(f"the inputs {inputs.name!r} are embeddings; the explained inputs need images and/or prompts to run the model on")
+    prompts = inputs.prompts or ("",) * len(inputs)
+    gradients = {layer: g for layer, (_, g) in gradients_at(pipe, layers, inputs.images, prompts, target, timestep, seed).items()}
+    activations = layer_activations(pipe, list(concepts) + list(random), layers, timestep, seed, cache_dir)
+    return TCAVReport(tuple(_results(
+        {c.name: activations[c.name] for c in concepts},
+        {layer: [activations[r.name][layer] for r in random] for layer in layers},
+        gradients,
+        method=method,
+        seed=seed,
+        solver=solver,
+    )), alpha)

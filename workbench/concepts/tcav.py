@@ -131,19 +131,15 @@ def _test_layer(
     return results
 
 
-def tcav_results(
+def _results(
     concepts: Mapping[str, Mapping[str, object]],
     random_sets: Mapping[str, Sequence[object]],
     gradients: Mapping[str, object],
-    method: Method = "sgd",
-    seed: int = 0,
-    solver: Solver = "batched",
+    method: Method,
+    seed: int,
+    solver: Solver,
 ) -> list[TCAVResult]:
-    """TCAV of every concept at every layer, unadjusted (see tcav() for the arguments).
-
-    Returns:
-        One TCAVResult per (concept, layer), concept by concept in the order given.
-    """
+    """One TCAVResult per (concept, layer), concept by concept in the order given (see tcav())."""
     layers: dict[str, dict[str, object]] = {}
     for name, by_layer in concepts.items():
         for layer, activations in by_layer.items():
@@ -158,24 +154,47 @@ def tcav_results(
     return [found[name, layer] for name, by_layer in concepts.items() for layer in by_layer]
 
 
-def results_frame(results: Sequence[TCAVResult], alpha: float = 0.05) -> pd.DataFrame:
-    """The tidy frame of TCAV results, significance Bonferroni-corrected over all of them.
+@dataclass(frozen=True)
+class TCAVReport:
+    """Every concept tested at every layer: the results, and the family-wise level at which
+    they are called significant (Bonferroni over all of them)."""
 
-    Returns:
-        concept, layer, score (mean sign count), score_std, magnitude, random_score (the mean
-        of the random sets' set-level scores, 0.5 by symmetry), random_score_std (their spread:
-        the null's width), cav_accuracy, p_value, significant.
-    """
-    n_tests = max(len(results), 1)
-    rows = []
-    for result in results:
-        rows.append({
-            "concept": result.concept, "layer": result.layer, "score": result.score, "score_std": float(result.scores.std()),
-            "magnitude": float(result.magnitudes.mean()), "random_score": float(result.random_scores.mean()),
-            "random_score_std": float(result.random_scores.std(ddof=1)), "cav_accuracy": float(result.accuracies.mean()),
-            "p_value": result.p_value, "significant": bool(result.p_value * n_tests < alpha),
-        })
-    return pd.DataFrame(rows)
+    results: tuple[TCAVResult, ...]
+    alpha: float = 0.05
+
+    def __iter__(self):
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def result(self, concept: str, layer: str) -> TCAVResult:
+        """The result of one concept at one layer.
+
+        Raises:
+            KeyError: naming the concepts and layers tested.
+        """
+        for found in self.results:
+            if (found.concept, found.layer) == (concept, layer):
+                return found
+        raise KeyError(f"no result for {concept!r} at {layer!r}; tested: {sorted({(r.concept, r.layer) for r in self.results})}")
+
+    def significant(self, result: TCAVResult) -> bool:
+        """Whether a result passes the Bonferroni-corrected level."""
+        return bool(result.p_value * max(len(self.results), 1) < self.alpha)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Tidy, one row per (concept, layer): concept, layer, score (mean sign count),
+        score_std, magnitude, random_score (the mean of the random sets' set-level scores, 0.5
+        by symmetry), random_score_std (their spread: the null's width), cav_accuracy,
+        p_value, significant."""
+        return pd.DataFrame([{
+            "concept": r.concept, "layer": r.layer, "score": r.score, "score_std": float(r.scores.std()),
+            "magnitude": float(r.magnitudes.mean()), "random_score": float(r.random_scores.mean()),
+            "random_score_std": float(r.random_scores.std(ddof=1)), "cav_accuracy": float(r.accuracies.mean()),
+            "p_value": r.p_value, "significant": self.significant(r),
+        } for r in self.results], columns=["concept", "layer", "score", "score_std", "magnitude", "random_score",
+                                           "random_score_std", "cav_accuracy", "p_value", "significant"])
 
 
 def tcav(
@@ -186,8 +205,9 @@ def tcav(
     alpha: float = 0.05,
     seed: int = 0,
     solver: Solver = "batched",
-) -> pd.DataFrame:
-    """Test every concept at every layer.
+) -> TCAVReport:
+    """Test every concept at every layer, from activations and gradients already computed
+    (`run_tcav` computes them on a pipeline).
 
     At each layer all CAVs are fitted together (fit_cavs): every concept against each of the R
     random sets, and every pair of random sets for the random-vs-random baseline, which all
@@ -206,11 +226,10 @@ def tcav(
             (one scikit-learn fit per pair, as captum does).
 
     Returns:
-        Tidy frame: concept, layer, score (mean sign count), score_std, magnitude,
-        random_score, random_score_std, cav_accuracy, p_value, significant.
+        A TCAVReport: `.results` (scores per random set, CAVs, p-values), `.to_frame()`.
 
     Raises:
         ValueError: a layer missing from random_sets or gradients (the known layers are listed),
             fewer than 3 random sets, or activations and gradients of different widths.
     """
-    return results_frame(tcav_results(concepts, random_sets, gradients, method, seed, solver), alpha)
+    return TCAVReport(tuple(_results(concepts, random_sets, gradients, method, seed, solver)), alpha)

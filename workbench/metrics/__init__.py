@@ -29,7 +29,6 @@ from .overlap import (
     overlap_matrix,
     soft_iou,
     symmetric_kl,
-    threshold_iou,
     thresholded_iou,
     to_distribution,
 )
@@ -70,7 +69,6 @@ __all__ = [
     "probe_leakage",
     "soft_iou",
     "symmetric_kl",
-    "threshold_iou",
     "thresholded_iou",
     "to_distribution",
 ]

@@ -77,20 +77,22 @@ def iou(a: ArrayLike, b: ArrayLike) -> float:
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
-def threshold_iou(heat_map: ArrayLike, mask: ArrayLike, tau: float = 0.4) -> float:
-    """DAAM's localisation score: IoU of (min-max normalised heat map >= tau) with `mask`.
+def thresholded_iou(a: ArrayLike, b: ArrayLike, tau: float = 0.4) -> float:
+    """DAAM's IoU: each heat map min-max normalised and thresholded at `tau`; a boolean mask is
+    used as it is. With a heat map and a region's mask this is DAAM's localisation score; with
+    two heat maps, how much their thresholded areas overlap.
 
     Source: Tang et al., "What the DAAM", ACL 2023 (threshold 0.4 on normalised maps).
     """
     if not 0.0 <= tau <= 1.0:
         raise ValueError(f"tau must lie in [0, 1], got {tau}")
-    return iou(minmax_normalize(check_map("heat_map", heat_map)) >= tau, mask)
 
+    def region(x: ArrayLike, name: str) -> np.ndarray:
+        if str(getattr(x, "dtype", "")) in ("bool", "torch.bool"):  # a mask (numpy or torch)
+            return np.asarray(_numpy(x), bool)
+        return minmax_normalize(check_map(name, x)) >= tau
 
-def thresholded_iou(a: ArrayLike, b: ArrayLike, tau: float = 0.4) -> float:
-    """IoU of two heat maps, each min-max normalised and thresholded at `tau`."""
-    a, b = _pair(a, b)
-    return iou(minmax_normalize(a) >= tau, minmax_normalize(b) >= tau)
+    return iou(region(a, "a"), region(b, "b"))
 
 
 def soft_iou(a: ArrayLike, b: ArrayLike) -> float | np.ndarray:

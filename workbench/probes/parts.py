@@ -168,8 +168,9 @@ def check_tcav(ctx: Context, settings: dict[str, Any]) -> None:
 
 def tcav(ctx: Context, settings: dict[str, Any], folder: Path) -> dict[str, Any]:
     target, inputs, concepts, randoms = ctx.prepared.get("tcav") or _tcav_inputs(ctx, settings)
-    frame = run_tcav(ctx.pipe, target, inputs, concepts, randoms, layers=settings["layers"], timestep=settings["timestep"],
-                     method=settings["method"], alpha=settings["alpha"], seed=ctx.probe.seed, cache_dir=ctx.run_dir / "cache")
+    report = run_tcav(ctx.pipe, target, inputs, concepts, randoms, layers=settings["layers"], timestep=settings["timestep"],
+                      method=settings["method"], alpha=settings["alpha"], seed=ctx.probe.seed, cache_dir=ctx.run_dir / "cache")
+    frame = report.to_frame()
     _table(frame, folder, "scores")
     return {"significant": int(frame.significant.sum()), "tested": len(frame)}
 

@@ -14,7 +14,7 @@ def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.T
     return torch.clamp(snr, max=gamma) / snr
 
 
-def noised(scheduler, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def noised_batch(scheduler, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(noisy images, their noise, timesteps) at uniformly drawn timesteps (from `generator`)."""
     noise = torch.randn(images.shape, generator=generator)
     timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(images),), generator=generator)
@@ -44,6 +44,6 @@ def denoising_loss(
     pixel_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Min-SNR-weighted epsilon-prediction loss at random timesteps (noise from `generator`)."""
-    noisy, noise, timesteps = noised(scheduler, images, generator)
+    noisy, noise, timesteps = noised_batch(scheduler, images, generator)
     predicted = unet(noisy, timesteps, encoder_hidden_states=context).sample
     return weighted_error(predicted, noise, scheduler, timesteps, gamma, pixel_weights)

@@ -23,7 +23,7 @@ from workbench.files import atomic_path
 from ..models.pipeline import ShapesModelConfig, ShapesPipeline, build_components
 from ..scenes import Scene, sample_scene, scenes_to_tensor
 from .checkpoint import load_state, save_state
-from .denoising import noised, weighted_error
+from .denoising import noised_batch, weighted_error
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ def train_diffusion(
         scenes, captions = draw_batch(step, cfg, model.image_size)
         context = text_encoder(tokenize(captions))[0]
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        noisy, noise, timesteps = noised(scheduler, scenes_to_tensor(scenes), generator)
+        noisy, noise, timesteps = noised_batch(scheduler, scenes_to_tensor(scenes), generator)
         predicted = unet(noisy, timesteps, encoder_hidden_states=context).sample
         loss = weighted_error(predicted, noise, scheduler, timesteps, cfg.min_snr_gamma)
 

@@ -33,7 +33,7 @@ from ..models.word_encoder import WordEncoder, WordEncoderConfig
 from ..render import background_image
 from ..scenes import images_to_tensor, sample_scene, scenes_to_tensor
 from .checkpoint import load_state, save_state
-from .denoising import noised, weighted_error
+from .denoising import noised_batch, weighted_error
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def train_word_encoder(
         with injected_words(pipe, raw * keep, cfg.placeholder):
             context = pipe.text_encoder(pipe.tokenize([cfg.template] * len(scenes)))[0]
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        noisy, noise, timesteps = noised(pipe.scheduler, targets, generator)
+        noisy, noise, timesteps = noised_batch(pipe.scheduler, targets, generator)
         predicted = pipe.unet(noisy, timesteps, encoder_hidden_states=context).sample
         loss = weighted_error(predicted, noise, pipe.scheduler, timesteps, cfg.min_snr_gamma, pixel_weights)
         for group in optimizer.param_groups:
