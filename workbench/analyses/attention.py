@@ -122,14 +122,16 @@ def analyse_attention(
             learned words already inserted.
         prompts: the prompts, as written.
         layers: cross-attention layers to capture (selectors as in `trace`).
-        steps, seed: the generation.
+        steps: denoising steps.
+        seed: seeds the generation.
         guidance_scale: default the pipeline's own (SD 7.5, SDXL 5.0, ShapesWorld 1.5).
         per_step: keep each denoising step's maps (for the step slider of heat-map figures).
         regions: where each prompt's regions come from (`mask_folder(...)`,
             `UnsupervisedRegions()`, ShapesWorld's `caption_regions`); without them only the
             word overlap is scored.
         negative_prompt: one for every prompt, or one each.
-        height, width: passed to the pipeline when given.
+        height: image height, passed to the pipeline when given.
+        width: image width, passed to the pipeline when given.
 
     Raises:
         ValueError: no prompts, or an option the pipeline does not take.

@@ -151,7 +151,9 @@ def compare_words(
             disentanglement; at least 20 examples).
         object_masks: the drawn object's mask in each generated image (for the attention mass).
         template: the prompt the words are put into, containing the placeholder once.
-        steps, guidance_scale, seed: the generation (guidance: the pipeline's own by default).
+        steps: denoising steps of the generation.
+        guidance_scale: the guidance (default: the pipeline's own).
+        seed: seeds the generation.
 
     Raises:
         ValueError: a template without the placeholder, an encoder without images, labels

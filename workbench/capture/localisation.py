@@ -83,7 +83,9 @@ def unsupervised_masks(
     Args:
         maps: a trace's maps with self-attention captured (trace(..., self_layers=...)).
         prompt: which prompt of the batch.
-        n_clusters / self_layers / seed: the clustering (see `cluster_self_attention`).
+        n_clusters: clusters of the self-attention (see `cluster_self_attention`).
+        self_layers: the self-attention layers clustered.
+        seed: seeds the clustering.
         cross_layers: cross-attention layer selector (default: every layer).
         size: output (y, x); default the image size (labels upsampled by nearest neighbour).
         saliency: which cross-attention marks the salient clusters: "words" (the mean over the

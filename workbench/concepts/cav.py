@@ -192,7 +192,9 @@ def fit_cavs(
     Args:
         pairs: k tuples (concept (n_j, d), random (m_j, d)[, concept name, random name]); sizes
             may differ between pairs, the width d may not.
-        method, alpha, test_size: as for CAV.
+        method: as for CAV.
+        alpha: as for CAV.
+        test_size: as for CAV.
         seeds: one seed for all pairs, or k seeds (each seeds that pair's train/test split).
 
     Returns:

@@ -15,8 +15,8 @@ from .validation import as_matrix
 def histogram_discretize(codes, num_bins: int = 20) -> np.ndarray:
     """Bin each code into 1..num_bins by its own equal-width histogram.
 
-    Reference: disentanglement_lib utils.histogram_discretize: bins = numpy.histogram(code,
-    num_bins)[1][:-1] (the left edges), labels = numpy.digitize(code, bins).
+    Reference: disentanglement_lib utils.histogram_discretize: `bins = numpy.histogram(code,
+    num_bins)[1][:-1]` (the left edges), `labels = numpy.digitize(code, bins)`.
     """
     if num_bins < 1:
         raise ValueError(f"num_bins must be >= 1, got {num_bins}")

@@ -29,7 +29,9 @@ class Projection:
     """2-D UMAP projection.
 
     Args:
-        n_neighbors, min_dist, metric: UMAP's parameters ("cosine" suits embeddings).
+        n_neighbors: UMAP's neighbourhood size.
+        min_dist: UMAP's minimum distance between placed points.
+        metric: "euclidean" or "cosine" (suits embeddings).
         random_state: makes the projection reproducible (umap-learn then runs single-threaded).
 
     Attributes (after fit):
