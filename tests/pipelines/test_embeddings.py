@@ -118,3 +118,8 @@ def test_nan_empty_and_broken_files_are_refused_by_name(tmp_path):
         read_embeddings(tmp_path / "empty.safetensors")
     with pytest.raises(EmbeddingFileError, match="broken.safetensors: not a readable safetensors file"):
         read_embeddings(tmp_path / "broken.safetensors")
+    for name in ("cut.pt", "cut.bin"):  # A1111 and diffusers' torch files, cut short
+        torch.save({"<w>": torch.randn(WIDTH)}, tmp_path / name)
+        (tmp_path / name).write_bytes((tmp_path / name).read_bytes()[:40])
+        with pytest.raises(EmbeddingFileError, match=f"{name}: not a readable torch file"):
+            read_embeddings(tmp_path / name)

@@ -90,6 +90,15 @@ def _mask_files(folder: Path) -> list[Path]:
     return sorted(path for path in folder.iterdir() if not path.name.startswith("."))
 
 
+def _check_readable(path: Path) -> None:
+    """Refuse a mask file that is not an image now, before a run writes anything."""
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise MaskFolderError(f"{path}: not a readable image ({error})") from None
+
+
 def _index_mask_folder(folder: Path, n_prompts: int) -> dict[int, dict[str, Path]]:
     """prompt -> region -> file, checked: every file named `<prompt>_<region>`, every prompt
     in range and with at least one mask."""
@@ -106,6 +115,7 @@ def _index_mask_folder(folder: Path, n_prompts: int) -> dict[int, dict[str, Path
             raise MaskFolderError(f"{path}: prompt {prompt} does not exist; the probe has {n_prompts} prompt(s), numbered from 0")
         if region in found[prompt]:
             raise MaskFolderError(f"{path}: prompt {prompt} has two masks for region {region!r} ({found[prompt][region].name})")
+        _check_readable(path)
         found[prompt][region] = path
     missing = [p for p, regions in found.items() if not regions]
     if missing:
@@ -147,6 +157,7 @@ def object_mask_folder(folder: str | Path, n: int) -> Callable[[int, np.ndarray]
             raise MaskFolderError(f"{path}: expected object masks named <index>.png (0.png, 1.png, ...)")
         if int(path.stem) >= n:
             raise MaskFolderError(f"{path}: index {int(path.stem)} is out of range; there are {n} examples, numbered from 0")
+        _check_readable(path)
         files[int(path.stem)] = path
     missing = sorted(set(range(n)) - set(files))
     if missing:
