@@ -174,6 +174,11 @@ def test_save_and_load_round_trip(tiny_shapes, tmp_path):
     frame = loaded.to_frame(words=["red"])
     assert set(frame.columns) == {"prompt", "layer", "group", "word", "occurrence", "y", "x", "value"}
     assert (frame.word == "red").all() and len(frame) > 0
+    (tmp_path / "cut.safetensors").write_bytes((tmp_path / "maps.safetensors").read_bytes()[:100])
+    with pytest.raises(ValueError, match="cut.safetensors: not a readable safetensors file"):
+        AttentionMaps.load(tmp_path / "cut.safetensors")
+    with pytest.raises(FileNotFoundError, match="nowhere.safetensors does not exist"):
+        AttentionMaps.load(tmp_path / "nowhere.safetensors")
 
 
 def test_spatial_shape_handles_non_square_latents():

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..files import atomic_path
@@ -263,16 +263,23 @@ class AttentionMaps:
         """Read a file written by `save`.
 
         Raises:
-            ValueError: if the file holds no workbench attention maps or another format version.
+            FileNotFoundError: no such file.
+            ValueError: a damaged file, one holding no workbench attention maps, or another
+                format version (the file is named).
         """
-        with safe_open(str(path), framework="pt") as f:
-            header = (f.metadata() or {}).get("workbench")
-            if header is None:
-                raise ValueError(f"{path} holds no workbench attention maps (no 'workbench' metadata)")
-            meta = json.loads(header)
-            if meta.get("format_version") != FORMAT_VERSION:
-                raise ValueError(f"{path} has attention-map format {meta.get('format_version')}, this version reads {FORMAT_VERSION}")
-            maps = {key: f.get_tensor(key) for key in f.keys()}
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path} does not exist; expected attention maps written by AttentionMaps.save")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                header = (f.metadata() or {}).get("workbench")
+                if header is None:
+                    raise ValueError(f"{path} holds no workbench attention maps (no 'workbench' metadata)")
+                meta = json.loads(header)
+                if meta.get("format_version") != FORMAT_VERSION:
+                    raise ValueError(f"{path} has attention-map format {meta.get('format_version')}, this version reads {FORMAT_VERSION}")
+                maps = {key: f.get_tensor(key) for key in f.keys()}
+        except SafetensorError as error:
+            raise ValueError(f"{path}: not a readable safetensors file ({error}); expected attention maps written by AttentionMaps.save") from None
         words = [[WordSpan(w, o, tuple(t)) for w, o, t in spans] for spans in meta["words"]]
         return cls(
             maps=maps,

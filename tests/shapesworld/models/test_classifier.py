@@ -37,3 +37,24 @@ def test_missing_file_and_bad_shape_are_named(tmp_path):
         ShapesClassifier.from_pretrained(tmp_path)
     with pytest.raises(ValueError, match=r"\(batch, 3, 32, 32\)"):
         ShapesClassifier()(torch.rand(2, 32, 32, 3))
+
+
+@pytest.mark.parametrize("model, folder", [("ShapesClassifier", "shapes-classifier"), ("WordEncoder", "shapes-encoder")])
+def test_damaged_model_folders_are_named(tmp_path, model, folder):
+    import shutil
+
+    from workbench.shapesworld import models
+    from workbench.shapesworld.data import embedded_path
+
+    copy = tmp_path / folder
+    shutil.copytree(embedded_path(folder), copy)
+    load = getattr(models, model).from_pretrained
+    (copy / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
+    with pytest.raises(ValueError, match=f"{folder}/model.safetensors: not a readable safetensors file"):
+        load(copy)
+    (copy / "config.json").write_text("{")
+    with pytest.raises(ValueError, match=f"{folder}/config.json is not a {model} config"):
+        load(copy)
+    (copy / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match="config.json is missing"):
+        load(copy)

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from ..vocabulary import FACTOR_VALUES
+from .saved import load_saved
 
 HEADS: dict[str, tuple[str, ...]] = {
     "color": FACTOR_VALUES["color"],
@@ -86,15 +87,10 @@ class ShapesClassifier(nn.Module):
 
         Raises:
             FileNotFoundError: naming the missing file.
+            ValueError: a damaged file or weights that do not fit (named).
         """
-        folder = Path(folder)
-        for name in ("config.json", "model.safetensors"):
-            if not (folder / name).is_file():
-                raise FileNotFoundError(f"{folder / name} is missing; expected a folder written by save_pretrained")
-        config = json.loads((folder / "config.json").read_text())
-        model = cls(config["width"], config["image_size"], {k: tuple(v) for k, v in config["heads"].items()})
-        model.load_state_dict(load_file(folder / "model.safetensors"))
-        return model.eval()
+        return load_saved(folder, lambda config: cls(config["width"], config["image_size"], {k: tuple(v) for k, v in config["heads"].items()}),
+                          "ShapesClassifier")
 
 
 def load_classifier(name_or_path: str | Path = "shapes") -> ShapesClassifier:

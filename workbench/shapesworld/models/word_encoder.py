@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from transformers import CLIPVisionConfig, CLIPVisionModel
 
@@ -22,6 +22,7 @@ from workbench.pipelines.elite import GlobalMapping
 from workbench.pipelines.image_input import ImageLike, encoder_pixels
 
 from ..data import embedded_path
+from .saved import load_saved
 
 
 @dataclass(frozen=True)
@@ -87,14 +88,7 @@ class WordEncoder(nn.Module):
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> "WordEncoder":
-        folder = Path(folder)
-        for name in ("config.json", "model.safetensors"):
-            if not (folder / name).is_file():
-                raise FileNotFoundError(f"{folder / name} is missing; expected a folder written by WordEncoder.save_pretrained")
-        raw = json.loads((folder / "config.json").read_text())
-        model = cls(WordEncoderConfig(**{**raw, "feature_layers": tuple(raw["feature_layers"])}))
-        model.load_state_dict(load_file(folder / "model.safetensors"))
-        return model.eval()
+        return load_saved(folder, lambda raw: cls(WordEncoderConfig(**{**raw, "feature_layers": tuple(raw["feature_layers"])})), "WordEncoder")
 
 
 def load_word_encoder(name_or_path: str | Path = "shapes") -> WordEncoder:
