@@ -1,7 +1,8 @@
 """Which attention layers a denoiser has and what they are called: architecture as data.
 
-Adding a denoiser means adding a row to ARCHITECTURES (the class name and how its top-level
-module paths shorten), never an isinstance branch.
+Adding a denoiser means adding a row to ARCHITECTURES (its class name, the pattern of its
+attention modules' paths, how their top-level paths shorten, and the name of the latent
+argument of its forward), never an isinstance branch.
 """
 
 from __future__ import annotations
@@ -12,15 +13,33 @@ from typing import Literal, Sequence
 
 from torch import nn
 
-# Denoiser class name -> {top-level module path: short prefix}.
-ARCHITECTURES: dict[str, dict[str, str]] = {
-    "UNet2DConditionModel": {"down_blocks": "down", "mid_block": "mid", "up_blocks": "up"},
-}
 
-_PATH = re.compile(
+@dataclass(frozen=True)
+class Architecture:
+    """How one denoiser class lays out its attention.
+
+    pattern: matches an attention module's path; named groups `top` (the top-level path, a key
+        of `prefixes`), and optionally `block`, `attention` and `transformer` indices.
+    prefixes: top-level path -> short prefix ("down_blocks" -> "down").
+    latent: the keyword under which the denoiser's forward receives the noisy latents.
+    """
+
+    pattern: re.Pattern
+    prefixes: dict[str, str]
+    latent: str
+
+
+_UNET = re.compile(
     r"^(?P<top>[a-z_]+?)(?:\.(?P<block>\d+))?\.attentions\.(?P<attention>\d+)"
     r"\.transformer_blocks\.(?P<transformer>\d+)\.(?P<attn>attn\d)$"
 )
+# Transformers with a cross-attention per block (PixArt): attn1 self, attn2 cross.
+_BLOCKS = re.compile(r"^(?P<top>transformer_blocks)\.(?P<block>\d+)\.(?P<attn>attn\d)$")
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "UNet2DConditionModel": Architecture(_UNET, {"down_blocks": "down", "mid_block": "mid", "up_blocks": "up"}, "sample"),
+    "PixArtTransformer2DModel": Architecture(_BLOCKS, {"transformer_blocks": "block"}, "hidden_states"),
+}
 
 
 @dataclass(frozen=True)
@@ -29,7 +48,8 @@ class AttentionLayer:
 
     path: module path inside the denoiser (diffusers' processor key without ".processor").
     short: e.g. "down.1.0" (block 1 of the down path, its attention 0), "mid.0", "up.2.1";
-        ".t3" is appended for transformer block 3 where an attention has several (SDXL).
+        ".t3" is appended for transformer block 3 where an attention has several (SDXL);
+        "block.7" for block 7 of a transformer denoiser.
     kind: "cross" (keys are text tokens) or "self" (keys are image positions).
     """
 
@@ -39,7 +59,7 @@ class AttentionLayer:
 
     @property
     def group(self) -> str:
-        """The block the layer sits in: "down.1", "mid", "up.2"."""
+        """The block the layer sits in: "down.1", "mid", "up.2" (a transformer's "block.3")."""
         parts = self.short.split(".")
         return parts[0] if parts[0] == "mid" else ".".join(parts[:2])
 
@@ -66,21 +86,23 @@ def denoiser_of(pipe) -> nn.Module:
 
 
 def attention_layers(denoiser: nn.Module) -> list[AttentionLayer]:
-    """Every attention layer of `denoiser`, in module order."""
-    prefixes = ARCHITECTURES[type(denoiser).__name__]
+    """Every attention layer of `denoiser`, along the signal path."""
+    architecture = ARCHITECTURES[type(denoiser).__name__]
+    prefixes = architecture.prefixes
     counts: dict[str, int] = {}
     parsed = []
     for path, module in denoiser.named_modules():
         if not hasattr(module, "set_processor") or not hasattr(module, "is_cross_attention"):
             continue
-        match = _PATH.match(path)
+        match = architecture.pattern.match(path)
         if match is None or match["top"] not in prefixes:
             continue
-        block = prefixes[match["top"]] + (f".{match['block']}" if match["block"] is not None else "")
-        base = f"{block}.{match['attention']}"
-        counts[base] = max(counts.get(base, 0), int(match["transformer"]) + 1)
+        found = match.groupdict()
+        base = ".".join([prefixes[match["top"]]] + [found[g] for g in ("block", "attention") if found.get(g) is not None])
+        transformer = int(found.get("transformer") or 0)
+        counts[base] = max(counts.get(base, 0), transformer + 1)
         kind = "cross" if module.is_cross_attention else "self"
-        parsed.append((path, base, int(match["transformer"]), kind))
+        parsed.append((path, base, transformer, kind))
     # Present layers along the signal path: down blocks, then mid, then up (module order differs).
     order = list(prefixes.values())
     parsed.sort(key=lambda row: order.index(row[1].split(".")[0]))

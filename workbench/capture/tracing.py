@@ -19,7 +19,7 @@ import psutil
 import torch
 
 from .activations import ActivationRecorder, Activations, Pool, register, resolve_module
-from .architectures import AttentionLayer, attention_layers, denoiser_of, select_layers
+from .architectures import ARCHITECTURES, AttentionLayer, attention_layers, denoiser_of, select_layers
 from .maps import AttentionMaps, PromptTokens
 from .processor import capturing, spatial_shape
 from .prompts import recorded_texts, recording_prompts
@@ -77,6 +77,7 @@ class Trace:
             raise ValueError(f"guidance must be 'cond' (conditional half) or 'uncond', got {guidance!r}")
         self.pipe = pipe
         self.denoiser = denoiser_of(pipe)
+        self.architecture = ARCHITECTURES[type(self.denoiser).__name__]
         all_layers = attention_layers(self.denoiser)
         self.layers: list[AttentionLayer] = select_layers(all_layers, layers, "cross") + select_layers(
             all_layers, self_layers, "self"
@@ -116,7 +117,7 @@ class Trace:
         return self.encoded_ids[0] if self.encoded_ids else None
 
     def _on_denoiser(self, module, args, kwargs) -> None:
-        sample = kwargs.get("sample", args[0] if args else None)
+        sample = kwargs.get(self.architecture.latent, args[0] if args else None)
         timestep = kwargs.get("timestep", args[1] if len(args) > 1 else None)
         self._check_memory_after_first_step()
         self.step += 1
@@ -130,7 +131,10 @@ class Trace:
     def _guidance_rows(self, batch: int) -> slice:
         # Pipelines keep their guidance scale after a call, so a direct denoiser call (e.g. for
         # activations) would look guided: it is only if the batch doubles the encoded prompts.
-        guided = bool(getattr(self.pipe, "do_classifier_free_guidance", False)) and batch % 2 == 0
+        flag = getattr(self.pipe, "do_classifier_free_guidance", None)
+        if flag is None:  # pipelines without the property (PixArt) encode a negative prompt only when guiding
+            flag = len(self.encoded_ids) > 1
+        guided = bool(flag) and batch % 2 == 0
         if guided and self.prompt_ids is not None:
             guided = batch >= 2 * len(self.prompt_ids)
         if not guided:

@@ -1,10 +1,12 @@
-"""Stable Diffusion family pipelines with random weights, built from config (no downloads).
+"""Text-to-image pipelines with random weights, built from config (no downloads).
 
-They have the real architectures (SD 1.x, SD 2.x, SDXL block structures) at small widths, so
-code that must work on a user's checkpoint can be tested offline. Two tokenizers: "char" knows
-only the 256 byte-level characters (each also with `</w>`) and has no merges, so words tokenise
-character by character (the hardest case for word <-> token alignment); "bpe" is a real
-byte-level BPE with merges learned on a small corpus and CLIP's `</w>` word ends, as users have.
+They have the real architectures (SD 1.x, SD 2.x and SDXL UNets; PixArt's transformer with a
+T5 text encoder) at small widths, so code that must work on a user's checkpoint can be tested
+offline. CLIP tokenizers come in two kinds: "char" knows only the 256 byte-level characters
+(each also with `</w>`) and has no merges, so words tokenise character by character (the
+hardest case for word <-> token alignment); "bpe" is a real byte-level BPE with merges learned
+on a small corpus and CLIP's `</w>` word ends, as users have. PixArt's T5 tokenizer is a
+SentencePiece-style unigram model learned on the same corpus (`▁` marks a word's start).
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-Family = Literal["sd15", "sd2", "sdxl"]
-FAMILIES: tuple[str, ...] = ("sd15", "sd2", "sdxl")
+Family = Literal["sd15", "sd2", "sdxl", "pixart"]
+FAMILIES: tuple[str, ...] = ("sd15", "sd2", "sdxl", "pixart")
 TokenizerKind = Literal["char", "bpe"]
 
 # What the BPE tokenizer's merges are learned from: words of typical prompts, punctuation too.
@@ -118,21 +120,26 @@ def build_random_pipeline(
     """A random-weight pipeline of `family`'s architecture; tokenizer files go to `folder`.
 
     Args:
-        family: "sd15" (SD 1.x blocks), "sd2" (linear projections, v-prediction) or "sdxl"
-            (two text encoders, several transformer blocks per attention, no 8x8 attention).
+        family: "sd15" (SD 1.x blocks), "sd2" (linear projections, v-prediction), "sdxl"
+            (two text encoders, several transformer blocks per attention, no 8x8 attention) or
+            "pixart" (a transformer denoiser with cross-attention, a T5 text encoder).
         folder: where the tokenizer files are written.
         width: channels of the first UNet block (SD 1.5 itself has 320).
         layers_per_block: resnet/attention layers per block (SD has 2).
         seed: torch seed for the weights.
-        tokenizer: "char" (one token per character) or "bpe" (merges learned on prompts).
-        sample_size: the UNet's default latent side (default: the family's, 64 for SD 1.x/2.x
-            and 32 here for SDXL); the pipeline's default image side is 8 times it.
+        tokenizer: "char" (one token per character) or "bpe" (merges learned on prompts);
+            PixArt always has its T5 unigram tokenizer.
+        sample_size: the denoiser's default latent side (default: the family's, 64 for SD
+            1.x/2.x and 32 here for SDXL and PixArt); the pipeline's default image side is 8
+            times it.
     """
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
     if tokenizer not in TOKENIZER_WRITERS:
         raise ValueError(f"tokenizer must be one of {tuple(TOKENIZER_WRITERS)}, got {tokenizer!r}")
     torch.manual_seed(seed)
+    if family == "pixart":
+        return _pixart(Path(folder), width, sample_size)
     write_tokenizer = TOKENIZER_WRITERS[tokenizer]
     tokenizer = write_tokenizer(Path(folder) / "tokenizer_source")
     text_width = 32
@@ -172,6 +179,44 @@ def build_random_pipeline(
         tokenizer=tokenizer, unet=unet, scheduler=scheduler,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
+
+
+def write_unigram_tokenizer(folder: str | Path, max_length: int = 32, corpus: tuple[str, ...] = PROMPT_CORPUS):
+    """A T5 tokenizer (SentencePiece-style unigram, `▁` word starts, `</s>` at the end) learned
+    on `corpus`, written to `folder`; words it has not seen split into pieces."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers.processors import TemplateProcessing
+    from transformers import T5TokenizerFast
+
+    learner = Tokenizer(models.Unigram())
+    learner.pre_tokenizer = pre_tokenizers.Metaspace()
+    learner.decoder = decoders.Metaspace()
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    learner.train_from_iterator(list(corpus) * 4, trainers.UnigramTrainer(
+        vocab_size=200, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", initial_alphabet=list(letters + ",.!?-<>'")))
+    learner.post_processor = TemplateProcessing(single="$A </s>", special_tokens=[("</s>", learner.token_to_id("</s>"))])
+    tokenizer = T5TokenizerFast(tokenizer_object=learner, eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
+                                extra_ids=0, model_max_length=max_length)
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def _pixart(folder: Path, width: int, sample_size: int | None) -> DiffusionPipeline:
+    """PixArt-alpha's architecture: a transformer of blocks with self- and cross-attention over
+    2x2 latent patches, conditioned on a T5 encoder."""
+    from diffusers import DPMSolverMultistepScheduler, PixArtAlphaPipeline, PixArtTransformer2DModel
+    from transformers import T5Config, T5EncoderModel
+
+    tokenizer = write_unigram_tokenizer(folder / "tokenizer_source")
+    text_width = 32
+    transformer = PixArtTransformer2DModel(
+        num_attention_heads=2, attention_head_dim=width // 2, in_channels=4, out_channels=8, num_layers=2,
+        cross_attention_dim=width, sample_size=sample_size or 32, patch_size=2, caption_channels=text_width, norm_num_groups=min(32, width),
+    )
+    # eval(): a freshly built T5 is in training mode, and its dropout would make every call differ
+    encoder = T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=text_width, d_kv=8, d_ff=64, num_layers=2, num_heads=4)).eval()
+    return PixArtAlphaPipeline(tokenizer=tokenizer, text_encoder=encoder, vae=_vae(32), transformer=transformer.eval(),
+                               scheduler=DPMSolverMultistepScheduler())
 
 
 def save_random_pipeline(family: Family, folder: str | Path, **kwargs) -> Path:
