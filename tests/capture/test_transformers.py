@@ -64,13 +64,57 @@ def test_guidance_is_told_from_the_negative_prompt_on_pipelines_without_the_flag
     assert negative.attention_maps().tokens.texts == ["blurry", "blurry"]
 
 
-def test_a_pixart_folder_runs_an_attention_probe(tmp_path):
+@pytest.mark.parametrize("family, pipeline_class, guidance", [("pixart", "PixArtAlphaPipeline", 4.5), ("sd3", "StableDiffusion3Pipeline", 7.0)])
+def test_a_transformer_pipeline_folder_runs_an_attention_probe(tmp_path, family, pipeline_class, guidance):
     from workbench.pipelines.random_pipelines import save_random_pipeline
     from workbench.probes import parse_probe, run_probe
 
-    folder = save_random_pipeline("pixart", tmp_path)
-    probe = parse_probe(f'name = "pixart"\n[model]\npipeline = "{folder}"\nsteps = 2\n[inputs]\nprompts = ["a dog in the garden"]\n[attention]\n', "pixart.toml")
-    run = run_probe(probe, tmp_path / "run", dashboard=False)
+    folder = save_random_pipeline(family, tmp_path)
+    probe = parse_probe(f'name = "{family}"\n[model]\npipeline = "{folder}"\nsteps = 2\n[inputs]\nprompts = ["a dog in the garden"]\n[attention]\n', "p.toml")
+    run = run_probe(probe, tmp_path / "run")
     record = json.loads((run / "run.json").read_text())
-    assert record["model"]["class"] == "PixArtAlphaPipeline" and record["model"]["generation"]["guidance_scale"] == 4.5
+    assert record["model"]["class"] == pipeline_class and record["model"]["generation"]["guidance_scale"] == guidance  # the pipeline's own
     assert record["parts"]["attention"]["summary"]["heat_layers"] == ["block.0", "block.1"]
+    assert "Heat maps: a dog in the garden" in (run / "dashboard.html").read_text()
+
+
+@pytest.fixture(scope="module")
+def sd3(tmp_path_factory):
+    pipe = build_random_pipeline("sd3", tmp_path_factory.mktemp("sd3"), tokenizer="bpe")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_joint_probabilities_equal_the_text_part_of_one_softmax_over_all_keys(sd3):
+    from workbench.capture.probabilities import joint_text_probabilities
+
+    attn = sd3.transformer.transformer_blocks[0].attn
+    image, text = torch.randn(2, 20, attn.query_dim), torch.randn(2, 7, attn.added_kv_proj_dim)
+    with torch.no_grad():
+        found = joint_text_probabilities(attn, attn.to_q(image), attn.to_k(image), attn.add_k_proj(text))
+        heads = lambda x: x.view(2, -1, attn.heads, x.shape[-1] // attn.heads).transpose(1, 2)  # noqa: E731
+        norm = lambda f, x: f(x) if f is not None else x  # noqa: E731  (SD3.5 normalises q and k; SD3 does not)
+        q, k = norm(attn.norm_q, heads(attn.to_q(image))), norm(attn.norm_k, heads(attn.to_k(image)))
+        t = norm(attn.norm_added_k, heads(attn.add_k_proj(text)))
+        scores = torch.cat([q @ k.transpose(-1, -2), q @ t.transpose(-1, -2)], dim=-1) / q.shape[-1] ** 0.5
+        expected = scores.softmax(-1)[..., 20:]
+    assert found.shape == (2, attn.heads, 20, 7) and torch.allclose(found, expected, atol=1e-6)
+
+
+def test_sd3_joint_attention_is_traced_bit_identically_with_words_in_clip_and_t5(sd3):
+    options = dict(num_inference_steps=2, output_type="np", max_sequence_length=32)
+    plain = sd3(PROMPTS, generator=torch.Generator().manual_seed(0), **options).images
+    with trace(sd3, self_layers="all") as tr:
+        traced = sd3(PROMPTS, generator=torch.Generator().manual_seed(0), **options).images
+    assert np.array_equal(plain, traced)
+    maps = tr.attention_maps()
+    assert [(layer.short, layer.kind) for layer in maps.layers] == [("block.0", "cross"), ("block.1", "cross"), ("block.0", "self")]
+    joint = maps.maps[maps.layers[0].path]
+    assert joint.shape == (2, 77 + 32, 16, 16)  # CLIP's 77 text keys, then T5's 32
+    assert (joint.sum(1) < 1).all() and (joint.sum(1) > 0).all()  # the rest of each query's mass is on image keys
+    cat = maps.word_span("cat", prompt=0)
+    clip = [t for t in cat.tokens if t < 77]
+    t5 = [t - 77 for t in cat.tokens if t >= 77]
+    assert maps.tokens.tokens[0][clip[0]] == "cat</w>" and "".join(sd3.tokenizer_3.convert_ids_to_tokens(
+        sd3.tokenizer_3("a red cat on a sofa").input_ids)[t] for t in t5).lstrip("▁") == "cat"
+    assert maps.word("garden", prompt=1).shape == (256, 256)

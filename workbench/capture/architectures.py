@@ -22,23 +22,28 @@ class Architecture:
         of `prefixes`), and optionally `block`, `attention` and `transformer` indices.
     prefixes: top-level path -> short prefix ("down_blocks" -> "down").
     latent: the keyword under which the denoiser's forward receives the noisy latents.
+    text: the pipeline's tokenizers whose sequences the text keys are, in order (SD3 puts its
+        T5 tokens after its CLIP tokens).
     """
 
     pattern: re.Pattern
     prefixes: dict[str, str]
     latent: str
+    text: tuple[str, ...] = ("tokenizer",)
 
 
 _UNET = re.compile(
     r"^(?P<top>[a-z_]+?)(?:\.(?P<block>\d+))?\.attentions\.(?P<attention>\d+)"
     r"\.transformer_blocks\.(?P<transformer>\d+)\.(?P<attn>attn\d)$"
 )
-# Transformers with a cross-attention per block (PixArt): attn1 self, attn2 cross.
-_BLOCKS = re.compile(r"^(?P<top>transformer_blocks)\.(?P<block>\d+)\.(?P<attn>attn\d)$")
+# Transformers with attention per block: PixArt's attn1 (self) and attn2 (cross); SD3's attn
+# (joint: image and text tokens in one softmax) and, in its dual blocks, attn2 (image self).
+_BLOCKS = re.compile(r"^(?P<top>transformer_blocks)\.(?P<block>\d+)\.(?P<attn>attn\d?)$")
 
 ARCHITECTURES: dict[str, Architecture] = {
     "UNet2DConditionModel": Architecture(_UNET, {"down_blocks": "down", "mid_block": "mid", "up_blocks": "up"}, "sample"),
     "PixArtTransformer2DModel": Architecture(_BLOCKS, {"transformer_blocks": "block"}, "hidden_states"),
+    "SD3Transformer2DModel": Architecture(_BLOCKS, {"transformer_blocks": "block"}, "hidden_states", ("tokenizer", "tokenizer_3")),
 }
 
 
@@ -50,7 +55,8 @@ class AttentionLayer:
     short: e.g. "down.1.0" (block 1 of the down path, its attention 0), "mid.0", "up.2.1";
         ".t3" is appended for transformer block 3 where an attention has several (SDXL);
         "block.7" for block 7 of a transformer denoiser.
-    kind: "cross" (keys are text tokens) or "self" (keys are image positions).
+    kind: "cross" (keys are text tokens; for joint attention, its text keys) or "self" (keys
+        are image positions).
     """
 
     path: str
@@ -101,7 +107,8 @@ def attention_layers(denoiser: nn.Module) -> list[AttentionLayer]:
         base = ".".join([prefixes[match["top"]]] + [found[g] for g in ("block", "attention") if found.get(g) is not None])
         transformer = int(found.get("transformer") or 0)
         counts[base] = max(counts.get(base, 0), transformer + 1)
-        kind = "cross" if module.is_cross_attention else "self"
+        # joint attention (text keys through add_k_proj) is read as cross-attention: its text part
+        kind = "cross" if module.is_cross_attention or getattr(module, "add_k_proj", None) is not None else "self"
         parsed.append((path, base, transformer, kind))
     # Present layers along the signal path: down blocks, then mid, then up (module order differs).
     order = list(prefixes.values())

@@ -35,19 +35,37 @@ class PromptTokens:
     words: list[list[WordSpan]]
 
     @classmethod
-    def from_pipeline(cls, pipe, prompts: str | Sequence[str]) -> "PromptTokens":
+    def from_pipeline(cls, pipe, prompts: str | Sequence[str], tokenizers: Sequence[str] = ("tokenizer",), n_tokens: int | None = None) -> "PromptTokens":
         """Align the prompts as written (learned words collapsed, see `collapse_slots`) with the
-        pipeline's tokenizer, expanding multi-vector words as the pipeline does."""
-        tokenizer = pipe.tokenizer
-        convert = (lambda text: pipe.maybe_convert_prompt(text, tokenizer)) if hasattr(pipe, "maybe_convert_prompt") else None
+        pipeline's tokenizer, expanding multi-vector words as the pipeline does.
+
+        Args:
+            tokenizers: the pipeline's tokenizers whose sequences follow each other in the text
+                keys (SD3: "tokenizer" then "tokenizer_3", CLIP's 77 slots then T5's); a word's
+                slots are its slots in every part.
+            n_tokens: the text keys captured; the last part fills what the others leave
+                (e.g. SD3's `max_sequence_length`). Default: each tokenizer's own maximum.
+        """
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        expanded = [convert(p) for p in prompts] if convert else prompts
-        ids = tokenizer(expanded, padding="max_length", max_length=tokenizer.model_max_length, truncation=True).input_ids
-        return cls(
-            texts=prompts,
-            tokens=[tokenizer.convert_ids_to_tokens(row) for row in ids],
-            words=[align_words(text, tokenizer, len(row), convert) for text, row in zip(prompts, ids)],
-        )
+        tokens: list[list[str]] = [[] for _ in prompts]
+        words: list[list[WordSpan]] = [[] for _ in prompts]
+        offset = 0
+        for position, name in enumerate(tokenizers):
+            tokenizer = getattr(pipe, name)
+            convert = (lambda text, t=tokenizer: pipe.maybe_convert_prompt(text, t)) if hasattr(pipe, "maybe_convert_prompt") else None
+            last = position == len(tokenizers) - 1
+            length = n_tokens - offset if last and n_tokens is not None else tokenizer.model_max_length
+            expanded = [convert(p) for p in prompts] if convert else prompts
+            ids = tokenizer(expanded, padding="max_length", max_length=length, truncation=True).input_ids
+            for i, (text, row) in enumerate(zip(prompts, ids)):
+                tokens[i] += tokenizer.convert_ids_to_tokens(row)
+                spans = align_words(text, tokenizer, len(row), convert)
+                if not words[i]:
+                    words[i] = [WordSpan(s.word, s.occurrence, tuple(t + offset for t in s.tokens)) for s in spans]
+                else:
+                    words[i] = [WordSpan(w.word, w.occurrence, w.tokens + tuple(t + offset for t in s.tokens)) for w, s in zip(words[i], spans)]
+            offset += length
+        return cls(texts=prompts, tokens=tokens, words=words)
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Attention probabilities computed on the side from a layer's projected queries and keys.
 
 Shared by the capture processor and ELITE's local mapping: both need softmax(q k^T) without
-touching the layer's own attention call.
+touching the layer's own attention call. Joint attention (SD3's MMDiT) takes one softmax over
+image and text keys together; its text part is read as the word heat maps.
 """
 
 from __future__ import annotations
@@ -31,3 +32,28 @@ def attention_probabilities(attn, query: torch.Tensor, key: torch.Tensor, attent
         mask = mask.view(attention_mask.shape[0], attn.heads, -1, mask.shape[-1])[rows]
         scores = scores + mask.float()
     return scores.softmax(dim=-1)
+
+
+JOINT_CHUNK = 1024  # image queries per chunk: bounds the (queries x all keys) scores held at once
+
+
+def joint_text_probabilities(attn, query: torch.Tensor, key: torch.Tensor, added_key: torch.Tensor) -> torch.Tensor:
+    """Joint attention's image-query -> text-key probabilities in float32, (batch, heads,
+    image queries, text keys), the softmax taken over the whole joint key sequence (image and
+    text keys) as the model does, from the projected image query and key (batch, tokens, inner)
+    and the projected text key (`add_k_proj`'s output, batch, text tokens, inner)."""
+    q, k, t = split_heads(attn, query), split_heads(attn, key), split_heads(attn, added_key)
+    if getattr(attn, "norm_q", None) is not None:
+        q = attn.norm_q(q)
+    if getattr(attn, "norm_k", None) is not None:
+        k = attn.norm_k(k)
+    if getattr(attn, "norm_added_k", None) is not None:
+        t = attn.norm_added_k(t)
+    q, k, t = q.float() * (1.0 / math.sqrt(q.shape[-1])), k.float(), t.float()
+    parts = []
+    for start in range(0, q.shape[2], JOINT_CHUNK):
+        chunk = q[:, :, start : start + JOINT_CHUNK]
+        on_image, on_text = chunk @ k.transpose(-1, -2), chunk @ t.transpose(-1, -2)
+        total = torch.logsumexp(torch.cat([on_image, on_text], dim=-1), dim=-1, keepdim=True)
+        parts.append((on_text - total).exp())
+    return torch.cat(parts, dim=2)

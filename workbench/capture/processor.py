@@ -17,7 +17,7 @@ import torch
 
 from torch import nn
 
-from .probabilities import attention_probabilities
+from .probabilities import attention_probabilities, joint_text_probabilities
 from .architectures import AttentionLayer
 
 
@@ -57,23 +57,32 @@ class CaptureProcessor:
         self.sink = sink
         self.query: torch.Tensor | None = None
         self.key: torch.Tensor | None = None
+        self.added_key: torch.Tensor | None = None  # joint attention's text keys (add_k_proj)
 
-    # Forward hooks on attn.to_q / attn.to_k store the projections here.
+    # Forward hooks on attn.to_q / attn.to_k (and add_k_proj) store the projections here.
     def keep_query(self, module, inputs, output) -> None:
         self.query = output
 
     def keep_key(self, module, inputs, output) -> None:
         self.key = output
 
+    def keep_added_key(self, module, inputs, output) -> None:
+        self.added_key = output
+
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
-        self.query = self.key = None
+        self.query = self.key = self.added_key = None
         output = self.original(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
-        query, key = self.query, self.key
-        self.query = self.key = None
-        if query is not None and key is not None:
-            rows = self.rows(query.shape[0])
-            if rows is not None:
-                self.sink(self.layer, attention_probabilities(attn, query[rows], key[rows], attention_mask, rows))
+        query, key, added_key = self.query, self.key, self.added_key
+        self.query = self.key = self.added_key = None
+        if query is None or key is None:
+            return output
+        rows = self.rows(query.shape[0])
+        if rows is None:
+            return output
+        if added_key is not None:  # joint attention: image queries on the text keys, one softmax over all keys
+            self.sink(self.layer, joint_text_probabilities(attn, query[rows], key[rows], added_key[rows]))
+        else:
+            self.sink(self.layer, attention_probabilities(attn, query[rows], key[rows], attention_mask, rows))
         return output
 
 
@@ -101,8 +110,11 @@ def capturing(
                 continue
             wrapper = CaptureProcessor(original, wanted[path], rows, sink)
             processors[key] = wrapper
-            handles.append(named[path].to_q.register_forward_hook(wrapper.keep_query))
-            handles.append(named[path].to_k.register_forward_hook(wrapper.keep_key))
+            module = named[path]
+            handles.append(module.to_q.register_forward_hook(wrapper.keep_query))
+            handles.append(module.to_k.register_forward_hook(wrapper.keep_key))
+            if getattr(module, "add_k_proj", None) is not None:
+                handles.append(module.add_k_proj.register_forward_hook(wrapper.keep_added_key))
         denoiser.set_attn_processor(processors)
         yield
     finally:

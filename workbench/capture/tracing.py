@@ -36,7 +36,9 @@ class Trace:
     """Capture attention during the pipeline calls inside the block: `with trace(pipe) as tr:`.
 
     Args:
-        pipe: any diffusers pipeline whose denoiser is a UNet2DConditionModel.
+        pipe: a diffusers pipeline whose denoiser is a row of ARCHITECTURES: a
+            UNet2DConditionModel (SD 1.x, 2.x, SDXL), PixArt's transformer, or SD3's joint
+            attention (image queries on the text keys, one softmax over all keys).
         layers: cross-attention layers: "all", a short name or prefix ("down.1", "mid",
             "up.2.0"), a module path, or a list of these; None for none.
         self_layers: self-attention layers, selected the same way (default: none).
@@ -202,10 +204,12 @@ class Trace:
                 "prompt embeddings instead of text; pass the prompts as written: tr.attention_maps(prompts=[...])"
             )
         scale = getattr(self.pipe, "vae_scale_factor", 1)
+        cross = [layer.path for layer in self.layers if layer.kind == "cross" and layer.path in maps]
+        n_tokens = maps[cross[0]].shape[-3] if cross else None
         return AttentionMaps(
             maps=maps,
             layers=[layer for layer in self.layers if layer.path in self.store.shapes],
-            tokens=PromptTokens.from_pipeline(self.pipe, texts),
+            tokens=PromptTokens.from_pipeline(self.pipe, texts, self.architecture.text, n_tokens),
             image_size=(self.latent_hw[0] * scale, self.latent_hw[1] * scale),
             steps=list(self.captured_steps),
             timesteps=list(self.timesteps),

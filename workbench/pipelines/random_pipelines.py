@@ -26,8 +26,8 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-Family = Literal["sd15", "sd2", "sdxl", "pixart"]
-FAMILIES: tuple[str, ...] = ("sd15", "sd2", "sdxl", "pixart")
+Family = Literal["sd15", "sd2", "sdxl", "pixart", "sd3"]
+FAMILIES: tuple[str, ...] = ("sd15", "sd2", "sdxl", "pixart", "sd3")
 TokenizerKind = Literal["char", "bpe"]
 
 # What the BPE tokenizer's merges are learned from: words of typical prompts, punctuation too.
@@ -103,8 +103,9 @@ def _text_encoder(tokenizer: CLIPTokenizer, width: int, act: str, projection: bo
     return CLIPTextModelWithProjection(config) if projection else CLIPTextModel(config)
 
 
-def _vae(width: int) -> AutoencoderKL:
+def _vae(width: int, **options) -> AutoencoderKL:
     return AutoencoderKL(
+        **options,
         block_out_channels=(width,) * 4,
         down_block_types=("DownEncoderBlock2D",) * 4,
         up_block_types=("UpDecoderBlock2D",) * 4,
@@ -122,7 +123,8 @@ def build_random_pipeline(
     Args:
         family: "sd15" (SD 1.x blocks), "sd2" (linear projections, v-prediction), "sdxl"
             (two text encoders, several transformer blocks per attention, no 8x8 attention) or
-            "pixart" (a transformer denoiser with cross-attention, a T5 text encoder).
+            "pixart" (a transformer denoiser with cross-attention, a T5 text encoder) or
+            "sd3" (joint-attention transformer, CLIP-L, CLIP-G and T5 text encoders).
         folder: where the tokenizer files are written.
         width: channels of the first UNet block (SD 1.5 itself has 320).
         layers_per_block: resnet/attention layers per block (SD has 2).
@@ -141,6 +143,8 @@ def build_random_pipeline(
     if family == "pixart":
         return _pixart(Path(folder), width, sample_size)
     write_tokenizer = TOKENIZER_WRITERS[tokenizer]
+    if family == "sd3":
+        return _sd3(Path(folder), width, sample_size, write_tokenizer)
     tokenizer = write_tokenizer(Path(folder) / "tokenizer_source")
     text_width = 32
     vae = _vae(32)
@@ -217,6 +221,30 @@ def _pixart(folder: Path, width: int, sample_size: int | None) -> DiffusionPipel
     encoder = T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=text_width, d_kv=8, d_ff=64, num_layers=2, num_heads=4)).eval()
     return PixArtAlphaPipeline(tokenizer=tokenizer, text_encoder=encoder, vae=_vae(32), transformer=transformer.eval(),
                                scheduler=DPMSolverMultistepScheduler())
+
+
+def _sd3(folder: Path, width: int, sample_size: int | None, write_tokenizer) -> DiffusionPipeline:
+    """SD3.5's architecture: joint-attention (MMDiT) blocks over 2x2 latent patches with
+    per-head query/key normalisation, the last block's text stream ending early, one dual block
+    with an extra image self-attention, and three text encoders (CLIP-L, CLIP-G, T5)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from transformers import T5Config, T5EncoderModel
+
+    text_width = 32
+    tokenizer, tokenizer_2 = write_tokenizer(folder / "tokenizer_source"), write_tokenizer(folder / "tokenizer_2_source")
+    tokenizer_3 = write_unigram_tokenizer(folder / "tokenizer_3_source")
+    transformer = SD3Transformer2DModel(
+        sample_size=sample_size or 32, patch_size=2, in_channels=4, out_channels=4, num_layers=2, attention_head_dim=width // 2,
+        num_attention_heads=2, joint_attention_dim=2 * text_width, caption_projection_dim=width, pooled_projection_dim=2 * text_width,
+        dual_attention_layers=(0,), qk_norm="rms_norm",  # SD3.5's: queries and keys normalised per head
+    )
+    encoder_3 = T5EncoderModel(T5Config(vocab_size=len(tokenizer_3), d_model=2 * text_width, d_kv=8, d_ff=64, num_layers=2, num_heads=4)).eval()
+    return StableDiffusion3Pipeline(
+        transformer=transformer.eval(), scheduler=FlowMatchEulerDiscreteScheduler(), vae=_vae(32, shift_factor=0.0),
+        text_encoder=_text_encoder(tokenizer, text_width, "quick_gelu", projection=True), tokenizer=tokenizer,
+        text_encoder_2=_text_encoder(tokenizer_2, text_width, "gelu", projection=True), tokenizer_2=tokenizer_2,
+        text_encoder_3=encoder_3, tokenizer_3=tokenizer_3,
+    )
 
 
 def save_random_pipeline(family: Family, folder: str | Path, **kwargs) -> Path:
