@@ -159,7 +159,7 @@ def test_unknown_word_names_the_prompt_words(tiny_shapes):
 
 def test_pipeline_without_cross_attention_is_refused():
     pipe = DDPMPipeline(unet=UNet2DModel(sample_size=8, block_out_channels=(8, 8), norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D")), scheduler=DDPMScheduler())
-    with pytest.raises(ValueError, match="no denoiser with cross-attention"):
+    with pytest.raises(ValueError, match="DDPMPipeline: its denoiser is a UNet2DModel, which has no row yet; the workbench reads attention of UNet2DConditionModel, PixArtTransformer2DModel, SD3Transformer2DModel"):
         trace(pipe).__enter__()
 
 

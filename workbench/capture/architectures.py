@@ -80,14 +80,14 @@ def denoiser_of(pipe) -> nn.Module:
     Raises:
         ValueError: naming the pipeline class and the supported denoisers.
     """
-    for name in ("unet", "transformer", "prior"):
-        module = getattr(pipe, name, None)
-        if module is not None and type(module).__name__ in ARCHITECTURES:
+    found = [module for module in (getattr(pipe, name, None) for name in ("unet", "transformer", "prior")) if module is not None]
+    for module in found:
+        if type(module).__name__ in ARCHITECTURES:
             return module
+    which = f"its denoiser is a {type(found[0]).__name__}, which has no row yet" if found else "it has no denoiser"
     raise ValueError(
-        f"{type(pipe).__name__} has no denoiser with cross-attention that the workbench knows; "
-        f"supported denoisers: {', '.join(ARCHITECTURES)} (add a row to "
-        "workbench.capture.architectures.ARCHITECTURES for another)"
+        f"{type(pipe).__name__}: {which}; the workbench reads attention of {', '.join(ARCHITECTURES)} "
+        "(add a row to workbench.capture.architectures.ARCHITECTURES for another)"
     )
 
 
