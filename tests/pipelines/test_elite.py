@@ -111,6 +111,9 @@ def test_sdxl_words_are_written_into_both_encoders_through_their_own_tokenizers(
             positions = [ids[0].tolist().index(i) for i in tokenizer.convert_tokens_to_ids(["S*", "S*_1", "S*_2"])]
             assert torch.equal(embedded[:, positions], words[name])
     assert slots == pipe.tokenizer.convert_tokens_to_ids(["S*", "S*_1", "S*_2"])
+    with pytest.raises(ValueError, match=r"the same examples and n_words; got \{'text_encoder': \(2, 3, \d+\), 'text_encoder_2': \(2, 2, \d+\)\}"):
+        with injected_words(pipe, {"text_encoder": words["text_encoder"], "text_encoder_2": words["text_encoder_2"][:, :2]}):
+            pass
     with pytest.raises(ValueError, match="words for text_encoder_2 have width 5"):
         with injected_words(pipe, {"text_encoder": words["text_encoder"], "text_encoder_2": torch.randn(2, 3, 5)}):
             pass

@@ -25,8 +25,8 @@ from tqdm.auto import tqdm
 from ..capture import trace
 from ..metrics import cosine_similarity_matrix, dci_fast, infomec, mass_inside, mig, nearest_tokens, probe_leakage
 from ..metrics.representations import ProbeLeakage
-from ..pipelines.elite import injected_words
-from ..pipelines.embeddings import LearnedWord
+from ..pipelines.elite import injected_words, words_by_encoder
+from ..pipelines.embeddings import LearnedWord, tokenizer_of
 from .generation import generation_options
 
 # (example index, generated image (y, x, 3) uint8) -> the drawn object's (y, x) bool mask, or None
@@ -63,17 +63,6 @@ def words_of(learned: Sequence[Sequence[LearnedWord]]) -> torch.Tensor | dict[st
                                  f"the first group has {tuple(shape)}")
         per_encoder[encoder] = torch.stack(rows)
     return per_encoder["text_encoder"] if encoders == ["text_encoder"] else per_encoder
-
-
-def _per_encoder(words) -> dict[str, torch.Tensor]:
-    """Words as {text encoder: (n, n_words, width)}, checked: one n and n_words for all."""
-    per_encoder = {k: torch.as_tensor(v).detach().float().cpu() for k, v in (words.items() if isinstance(words, dict) else [("text_encoder", words)])}
-    shapes = {k: tuple(v.shape) for k, v in per_encoder.items()}
-    if not shapes or any(len(s) != 3 or 0 in s for s in shapes.values()):
-        raise ValueError(f"words must be a non-empty (examples, n_words, width) array, got shape {' '.join(map(str, shapes.values())) or 'none'}")
-    if len({s[:2] for s in shapes.values()}) != 1:
-        raise ValueError(f"words of each text encoder must have the same examples and n_words; got {shapes}")
-    return per_encoder
 
 
 @dataclass
@@ -165,7 +154,7 @@ def compare_words(
         if images is None or len(images) == 0:
             raise ValueError("words from an encoder need images to encode; got none")
         words = torch.cat([_encode(words, batch) for _, batch in _batches(images, batch_size)])
-    per_encoder = _per_encoder(words)
+    per_encoder = {name: w.detach().float().cpu() for name, w in words_by_encoder(words).items()}
     first = next(iter(per_encoder))
     joined = torch.cat(list(per_encoder.values()), dim=-1)  # a word's vectors in every text encoder, side by side
     n = len(joined)
@@ -189,7 +178,7 @@ def compare_words(
     names = word_names(words_np.shape[1])
     # nearest tokens in the first encoder's vocabulary, without the placeholder's own slots (no
     # embedding of their own) or special tokens
-    tokenizer = getattr(pipe, first.replace("text_encoder", "tokenizer"))
+    tokenizer = tokenizer_of(pipe, first)
     table = getattr(pipe, first).get_input_embeddings().weight.detach().float().cpu().numpy()
     special = set(tokenizer.all_special_ids)
     keep = [i for i in range(len(table)) if i not in slot_ids and i not in special]

@@ -18,14 +18,16 @@ def split_heads(attn, x: torch.Tensor) -> torch.Tensor:
     return x.view(batch, tokens, attn.heads, inner // attn.heads).transpose(1, 2)
 
 
+def _normed_heads(attn, x: torch.Tensor, norm: str) -> torch.Tensor:
+    """Projected tokens split into heads and normalised as the layer does (`attn.<norm>`, if it has one)."""
+    heads = split_heads(attn, x)
+    return getattr(attn, norm)(heads) if getattr(attn, norm, None) is not None else heads
+
+
 def attention_probabilities(attn, query: torch.Tensor, key: torch.Tensor, attention_mask=None, rows: slice = slice(None)) -> torch.Tensor:
     """softmax(q k^T / sqrt(head_dim)) in float32, (batch, heads, queries, keys), from projected
     query (batch, queries, inner) and key (batch, keys, inner); `rows` picks the mask's rows."""
-    q, k = split_heads(attn, query), split_heads(attn, key)
-    if getattr(attn, "norm_q", None) is not None:
-        q = attn.norm_q(q)
-    if getattr(attn, "norm_k", None) is not None:
-        k = attn.norm_k(k)
+    q, k = _normed_heads(attn, query, "norm_q"), _normed_heads(attn, key, "norm_k")
     scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))
     if attention_mask is not None:
         mask = attn.prepare_attention_mask(attention_mask, key.shape[1], attention_mask.shape[0])
@@ -42,13 +44,7 @@ def joint_text_probabilities(attn, query: torch.Tensor, key: torch.Tensor, added
     image queries, text keys), the softmax taken over the whole joint key sequence (image and
     text keys) as the model does, from the projected image query and key (batch, tokens, inner)
     and the projected text key (`add_k_proj`'s output, batch, text tokens, inner)."""
-    q, k, t = split_heads(attn, query), split_heads(attn, key), split_heads(attn, added_key)
-    if getattr(attn, "norm_q", None) is not None:
-        q = attn.norm_q(q)
-    if getattr(attn, "norm_k", None) is not None:
-        k = attn.norm_k(k)
-    if getattr(attn, "norm_added_k", None) is not None:
-        t = attn.norm_added_k(t)
+    q, k, t = _normed_heads(attn, query, "norm_q"), _normed_heads(attn, key, "norm_k"), _normed_heads(attn, added_key, "norm_added_k")
     q, k, t = q.float() * (1.0 / math.sqrt(q.shape[-1])), k.float(), t.float()
     parts = []
     for start in range(0, q.shape[2], JOINT_CHUNK):

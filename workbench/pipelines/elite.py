@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from .embeddings import LearnedWord, insert_embeddings, slot_tokens
+from .embeddings import LearnedWord, insert_embeddings, slot_tokens, tokenizer_of
 from .tensor_files import read_tensor_file
 
 
@@ -182,6 +182,22 @@ def load_global_mapper(path: str | Path, unet: nn.Module, input_dim: int, output
     return mapper
 
 
+def words_by_encoder(words) -> dict[str, torch.Tensor]:
+    """Words as {text encoder: (n, n_words, width)}: a single array is the first encoder's.
+
+    Raises:
+        ValueError: an array that is not 3-D or is empty, or encoders given different example
+            or word counts.
+    """
+    per_encoder = {k: torch.as_tensor(v) for k, v in (words.items() if isinstance(words, dict) else [("text_encoder", words)])}
+    shapes = {k: tuple(v.shape) for k, v in per_encoder.items()}
+    if not shapes or any(len(s) != 3 or 0 in s for s in shapes.values()):
+        raise ValueError(f"words must be a non-empty (examples, n_words, width) array, got shape {' '.join(map(str, shapes.values())) or 'none'}")
+    if len({s[:2] for s in shapes.values()}) != 1:
+        raise ValueError(f"words of each text encoder must have the same examples and n_words; got {shapes}")
+    return per_encoder
+
+
 @contextmanager
 def injected_words(pipe, words: torch.Tensor | dict[str, torch.Tensor], placeholder: str = "S*") -> Iterator[list[int]]:
     """While open, the placeholder's slots in every prompt carry the given words.
@@ -200,10 +216,7 @@ def injected_words(pipe, words: torch.Tensor | dict[str, torch.Tensor], placehol
         ValueError: a width that does not fit an encoder, encoders the pipeline lacks or left
             out, tensors of different batch or word counts, or a batch of another size.
     """
-    per_encoder = dict(words) if isinstance(words, dict) else {"text_encoder": words}
-    shapes = {name: tuple(w.shape) for name, w in per_encoder.items()}
-    if any(len(shape) != 3 for shape in shapes.values()) or len({shape[:2] for shape in shapes.values()}) != 1:
-        raise ValueError(f"words must be (batch, n_words, width), the same batch and n_words for every encoder; got {shapes}")
+    per_encoder = words_by_encoder(words)
     for name, w in per_encoder.items():
         encoder = getattr(pipe, name, None)
         if encoder is None:
@@ -211,7 +224,7 @@ def injected_words(pipe, words: torch.Tensor | dict[str, torch.Tensor], placehol
         width = encoder.get_input_embeddings().embedding_dim
         if w.shape[2] != width:
             raise ValueError(f"words for {name} have width {w.shape[2]}; it embeds tokens with width {width}")
-    batch, n_words = next(iter(shapes.values()))[:2]
+    batch, n_words = next(iter(per_encoder.values())).shape[:2]
     tokens = slot_tokens(LearnedWord(placeholder, torch.zeros(n_words, 1)))
     known = pipe.tokenizer.get_vocab()
     beyond = f"{placeholder}_{len(tokens)}"
@@ -220,7 +233,7 @@ def injected_words(pipe, words: torch.Tensor | dict[str, torch.Tensor], placehol
     missing = [t for t in tokens if t not in known]  # a placeholder used before with fewer words keeps its slots
     insert_embeddings(pipe, [LearnedWord(t, torch.zeros(1, w.shape[2]), encoder=name) for t in missing for name, w in per_encoder.items()])
     # each encoder reads its own tokenizer's ids (SDXL's two tokenizers may number added tokens apart)
-    ids = {name: getattr(pipe, name.replace("text_encoder", "tokenizer")).convert_tokens_to_ids(tokens) for name in per_encoder}
+    ids = {name: tokenizer_of(pipe, name).convert_tokens_to_ids(tokens) for name in per_encoder}
 
     def writer(encoder_words: torch.Tensor, encoder_ids: list[int]):
         slots = torch.tensor(encoder_ids)

@@ -105,6 +105,11 @@ def slot_tokens(word: LearnedWord) -> list[str]:
     return [word.token] + [f"{word.token}_{i}" for i in range(1, word.n_vectors)]
 
 
+def tokenizer_of(pipe, encoder: str):
+    """The tokenizer that feeds a text encoder ("text_encoder_2" -> `pipe.tokenizer_2`), or None."""
+    return getattr(pipe, encoder.replace("text_encoder", "tokenizer"), None)
+
+
 def _text_encoders(pipe) -> list[str]:
     return [name for name in ("text_encoder", "text_encoder_2") if getattr(pipe, name, None) is not None]
 
@@ -117,7 +122,7 @@ def _check_fits(pipe, words: list[LearnedWord]) -> None:
     covered: dict[str, set[str]] = {}
     for word in words:
         encoder = getattr(pipe, word.encoder, None)
-        tokenizer = getattr(pipe, word.encoder.replace("text_encoder", "tokenizer"), None)
+        tokenizer = tokenizer_of(pipe, word.encoder)
         if encoder is None or tokenizer is None:
             raise EmbeddingFileError(
                 f"the word {word.token!r}{where(word)} has vectors for {word.encoder}, which this {type(pipe).__name__} "
@@ -161,7 +166,7 @@ def insert_embeddings(pipe, words: list[LearnedWord]) -> dict[str, list[int]]:
     placed: dict[str, list[int]] = {}
     for word in words:
         encoder = getattr(pipe, word.encoder)
-        tokenizer = getattr(pipe, word.encoder.replace("text_encoder", "tokenizer"))
+        tokenizer = tokenizer_of(pipe, word.encoder)
         table = encoder.get_input_embeddings()
         tokens = slot_tokens(word)
         # normalized=False: a lower-casing tokenizer must keep "S*" as written, so that the
