@@ -41,7 +41,9 @@ def _train(args: argparse.Namespace) -> None:
     from .shapesworld.models.pipeline import ShapesModelConfig
     from .shapesworld.training.diffusion import DiffusionTrainingConfig, train_diffusion
 
-    model = ShapesModelConfig(block_out_channels=args.widths) if args.widths else None
+    sizes = {"block_out_channels": args.widths, "denoiser": args.denoiser}
+    sizes = {key: value for key, value in sizes.items() if value is not None}
+    model = ShapesModelConfig(**sizes) if sizes else None
     path = train_diffusion(args.out, _given(DiffusionTrainingConfig, args), model, export_to=args.export_to)
     print(f"pipeline written to {path.resolve()}")
 
@@ -104,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--two-object-fraction", type=float, help="share of two-object scenes per batch")
     train.add_argument("--widths", type=_widths, default=None,
                        help="the UNet's channels per resolution, e.g. 32,64,64 (default 32,64,128; a resumed run keeps its own)")
+    train.add_argument("--denoiser", choices=("unet", "transformer"), default=None,
+                       help="the denoiser of a fresh run: a UNet (default) or an SD3-style joint-attention transformer")
     train.add_argument("--export-to", default=None, help="where to write the pipeline (default: OUT/pipeline)")
     train.set_defaults(run=_train)
     classifier = world_commands.add_parser("train-classifier", help="train the ShapesWorld classifier", argument_default=argparse.SUPPRESS)

@@ -6,6 +6,7 @@ from diffusers.models.attention_processor import AttnProcessor
 
 from workbench.capture import AttentionMaps, CaptureMemoryError, LayerSelectionError, WordNotFoundError, trace
 from workbench.capture.processor import CaptureProcessor, spatial_shape
+from workbench.capture.architectures import AttentionLayer
 from workbench.pipelines.loading import load_pipeline
 
 PROMPTS = ["a large red circle on a gray background", "a small blue square and a large yellow cross on a striped background"]
@@ -76,7 +77,7 @@ def test_probabilities_match_the_classic_processor():
     k = attn.head_to_batch_dim(attn.to_k(context))
     expected = attn.get_attention_scores(q, k).view(3, 2, 12, 5)
     got = []
-    wrapper = CaptureProcessor(AttnProcessor(), None, lambda batch: slice(0, batch), lambda layer, p: got.append(p))
+    wrapper = CaptureProcessor(AttnProcessor(), AttentionLayer("attn", "attn", "cross"), lambda batch: slice(0, batch), lambda layer, p: got.append(p))
     attn.to_q.register_forward_hook(wrapper.keep_query)
     attn.to_k.register_forward_hook(wrapper.keep_key)
     attn.set_processor(wrapper)

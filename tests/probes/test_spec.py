@@ -10,7 +10,7 @@ MINIMAL = 'name = "p"\n[inputs]\nprompts = ["a red circle on a gray background"]
 def test_defaults_fill_absent_keys():
     probe = parse_probe(MINIMAL)
     assert probe.model["pipeline"] == "shapes" and probe.model["steps"] == 20
-    assert probe.analyses == {"attention": {"layers": "all", "per_step": False}}
+    assert probe.analyses == {"attention": {"layers": "all", "per_step": False, "concepts": [], "maps": "raw"}}
 
 
 def test_fingerprint_follows_settings():

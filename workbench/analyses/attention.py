@@ -41,7 +41,9 @@ COLUMNS = {
 class AttentionAnalysis:
     """The traced generation and its scores (tidy frames, one row per prompt x word [x region]).
 
-    maps: the captured attention; images: (prompts, y, x, 3) uint8; heat_layers: the layer
+    maps: the maps scored (raw attention, or output-space concept maps with maps="output");
+    concept_maps: the output-space concept maps when concepts were asked for (else None);
+    space: "raw" or "output", which maps were scored; images: (prompts, y, x, 3) uint8; heat_layers: the layer
     short names averaged into the heat maps; leakage: prompt, word, occurrence, role,
     own_region, region, area (the region's share of the image: a uniform map's mass), mass;
     localisation: prompt, word, occurrence, role, region, area, iou, mass_inside; overlap:
@@ -56,6 +58,8 @@ class AttentionAnalysis:
     localisation: pd.DataFrame
     overlap: pd.DataFrame
     regions_note: str = ""
+    concept_maps: AttentionMaps | None = None
+    space: str = "raw"
 
     def heat_map(self, word: str, prompt: int = 0, occurrence: int = 0) -> np.ndarray:
         """The word's heat map over the heat layers at image size, (y, x)."""
@@ -114,6 +118,8 @@ def analyse_attention(
     negative_prompt: str | Sequence[str] | None = None,
     height: int | None = None,
     width: int | None = None,
+    concepts: Sequence[str] | None = None,
+    maps: str = "raw",
 ) -> AttentionAnalysis:
     """Generate `prompts` (one batch, seeded) while tracing, then score every word.
 
@@ -132,25 +138,37 @@ def analyse_attention(
         negative_prompt: one for every prompt, or one each.
         height: image height, passed to the pipeline when given.
         width: image width, passed to the pipeline when given.
+        concepts: words (in the prompts or not) whose concept maps in attention-output space
+            to compute as well (ConceptAttention; joint-attention transformers: SD3, Flux, the
+            ShapesWorld transformer).
+        maps: "raw" scores the prompt words' attention maps; "output" scores the concept maps
+            of `concepts` instead (a concept that is a prompt word gets that word's regions).
 
     Raises:
-        ValueError: no prompts, or an option the pipeline does not take.
+        ValueError: no prompts, an option the pipeline does not take, maps="output" without
+            concepts, or concepts on a denoiser without joint attention.
     """
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
         raise ValueError("analyse_attention needs at least one prompt")
+    if maps not in ("raw", "output"):
+        raise ValueError(f'maps must be "raw" or "output", got {maps!r}')
+    if maps == "output" and not concepts:
+        raise ValueError('maps="output" scores concept maps: name the concepts (concepts=[...])')
     if isinstance(negative_prompt, str):
         negative_prompt = [negative_prompt] * len(prompts)
     options = generation_options(pipe, guidance_scale=guidance_scale, negative_prompt=negative_prompt, height=height, width=width)
     generator = torch.Generator().manual_seed(seed)
     # a region source that reads self-attention (UnsupervisedRegions) says which layers
-    with trace(pipe, layers=layers, per_step=per_step, self_layers=getattr(regions, "self_layers", None)) as tr:
+    self_layers = getattr(regions, "self_layers", None)
+    with trace(pipe, layers=layers, per_step=per_step, self_layers=self_layers, concepts=concepts) as tr:
         out = pipe(prompts, num_inference_steps=steps, generator=generator, output_type="np", **options)
-    maps = tr.attention_maps()
+    concept_maps = tr.concept_maps() if concepts else None
+    scored = concept_maps if maps == "output" else tr.attention_maps()
     images = (np.asarray(out.images) * 255).round().astype(np.uint8)
-    heat_layers = finest_layers(maps)
+    heat_layers = finest_layers(scored)
     rows: dict[str, list] = defaultdict(list)
-    with_regions = [_score_prompt(rows, maps, heat_layers, p, image, regions) for p, image in enumerate(images)]
+    with_regions = [_score_prompt(rows, scored, heat_layers, p, image, regions) for p, image in enumerate(images)]
     frames = {name: pd.DataFrame(rows[name], columns=cols) for name, cols in COLUMNS.items()}
     if regions is None:
         note = "no regions: no region source was given (a mask folder, or ShapesWorld captions on the embedded model)"
@@ -158,4 +176,5 @@ def analyse_attention(
         note = "no regions: the region source knew none of these prompts"
     else:
         note = f"regions known for {sum(with_regions)} of {len(prompts)} prompt(s)"
-    return AttentionAnalysis(maps=maps, images=images, heat_layers=heat_layers, regions_note=note, **frames)
+    return AttentionAnalysis(maps=scored, images=images, heat_layers=heat_layers, regions_note=note,
+                             concept_maps=concept_maps, space=maps, **frames)

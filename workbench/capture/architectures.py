@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
+import torch
 from torch import nn
 
 
@@ -23,13 +24,33 @@ class Architecture:
     prefixes: top-level path -> short prefix ("down_blocks" -> "down").
     latent: the keyword under which the denoiser's forward receives the noisy latents.
     text: the pipeline's tokenizers whose sequences the text keys are, in order (SD3 puts its
-        T5 tokens after its CLIP tokens).
+        T5 tokens after its CLIP tokens; Flux's are T5's only, CLIP gives a pooled vector).
+    single: top-level paths whose attention runs over the text tokens then the image tokens
+        as one sequence (Flux's single-stream blocks).
+    rotary: the processor rotates queries and keys by the `image_rotary_emb` it is given,
+        whose positions run over the text tokens then the image tokens (Flux).
+    positions: the forward keyword holding the image tokens' (_, row, column) ids, for
+        denoisers that take their latents packed as a sequence (Flux: "img_ids").
+    packed: latent pixels per side of one token of packed latents (Flux packs 2x2).
     """
 
     pattern: re.Pattern
     prefixes: dict[str, str]
     latent: str
     text: tuple[str, ...] = ("tokenizer",)
+    single: tuple[str, ...] = ()
+    rotary: bool = False
+    positions: str | None = None
+    packed: int = 1
+
+    def latent_grid(self, latent: torch.Tensor, kwargs: dict) -> tuple[int, int]:
+        """(rows, columns) of the latent the denoiser is called on: the last two dimensions of
+        a latent image, or the extent of the positions of a packed one."""
+        if self.positions is None:
+            return tuple(latent.shape[-2:])
+        ids = kwargs[self.positions]
+        ids = ids[0] if ids.ndim == 3 else ids
+        return int(ids[:, 1].max()) + 1, int(ids[:, 2].max()) + 1
 
 
 _UNET = re.compile(
@@ -39,11 +60,17 @@ _UNET = re.compile(
 # Transformers with attention per block: PixArt's attn1 (self) and attn2 (cross); SD3's attn
 # (joint: image and text tokens in one softmax) and, in its dual blocks, attn2 (image self).
 _BLOCKS = re.compile(r"^(?P<top>transformer_blocks)\.(?P<block>\d+)\.(?P<attn>attn\d?)$")
+# Flux: joint-attention (double-stream) blocks, then single-stream blocks over [text; image].
+_FLUX = re.compile(r"^(?P<top>transformer_blocks|single_transformer_blocks)\.(?P<block>\d+)\.(?P<attn>attn)$")
 
 ARCHITECTURES: dict[str, Architecture] = {
     "UNet2DConditionModel": Architecture(_UNET, {"down_blocks": "down", "mid_block": "mid", "up_blocks": "up"}, "sample"),
     "PixArtTransformer2DModel": Architecture(_BLOCKS, {"transformer_blocks": "block"}, "hidden_states"),
     "SD3Transformer2DModel": Architecture(_BLOCKS, {"transformer_blocks": "block"}, "hidden_states", ("tokenizer", "tokenizer_3")),
+    "FluxTransformer2DModel": Architecture(
+        _FLUX, {"transformer_blocks": "block", "single_transformer_blocks": "single"}, "hidden_states", ("tokenizer_2",),
+        single=("single_transformer_blocks",), rotary=True, positions="img_ids", packed=2,
+    ),
 }
 
 
@@ -57,11 +84,18 @@ class AttentionLayer:
         "block.7" for block 7 of a transformer denoiser.
     kind: "cross" (keys are text tokens; for joint attention, its text keys) or "self" (keys
         are image positions).
+    stream: how its text keys come: "separate" (the keys of a cross- or self-attention),
+        "joint" (text keys projected by the layer's add_k_proj, one softmax with the image
+        keys: SD3, Flux's double-stream blocks) or "single" (text then image tokens in one
+        sequence: Flux's single-stream blocks).
+    rotary: the layer rotates its queries and keys (Flux's RoPE).
     """
 
     path: str
     short: str
     kind: Literal["cross", "self"]
+    stream: Literal["separate", "joint", "single"] = "separate"
+    rotary: bool = False
 
     @property
     def group(self) -> str:
@@ -98,7 +132,7 @@ def attention_layers(denoiser: nn.Module) -> list[AttentionLayer]:
     counts: dict[str, int] = {}
     parsed = []
     for path, module in denoiser.named_modules():
-        if not hasattr(module, "set_processor") or not hasattr(module, "is_cross_attention"):
+        if not hasattr(module, "set_processor") or not hasattr(module, "to_q"):
             continue
         match = architecture.pattern.match(path)
         if match is None or match["top"] not in prefixes:
@@ -107,15 +141,17 @@ def attention_layers(denoiser: nn.Module) -> list[AttentionLayer]:
         base = ".".join([prefixes[match["top"]]] + [found[g] for g in ("block", "attention") if found.get(g) is not None])
         transformer = int(found.get("transformer") or 0)
         counts[base] = max(counts.get(base, 0), transformer + 1)
-        # joint attention (text keys through add_k_proj) is read as cross-attention: its text part
-        kind = "cross" if module.is_cross_attention or getattr(module, "add_k_proj", None) is not None else "self"
-        parsed.append((path, base, transformer, kind))
+        # joint and single-stream attention are read as cross-attention: their text part
+        joint = getattr(module, "add_k_proj", None) is not None
+        stream = "single" if match["top"] in architecture.single else "joint" if joint else "separate"
+        kind = "cross" if stream != "separate" or getattr(module, "is_cross_attention", False) else "self"
+        parsed.append((path, base, transformer, kind, stream))
     # Present layers along the signal path: down blocks, then mid, then up (module order differs).
     order = list(prefixes.values())
     parsed.sort(key=lambda row: order.index(row[1].split(".")[0]))
     return [
-        AttentionLayer(path, base if counts[base] == 1 else f"{base}.t{transformer}", kind)
-        for path, base, transformer, kind in parsed
+        AttentionLayer(path, base if counts[base] == 1 else f"{base}.t{transformer}", kind, stream, architecture.rotary)
+        for path, base, transformer, kind, stream in parsed
     ]
 
 
@@ -134,16 +170,20 @@ def select_layers(
     if selection is None:
         return []
     candidates = [layer for layer in layers if layer.kind == kind]
-    if not candidates:
-        raise ValueError(f"the denoiser has no {kind}-attention layers to capture")
+    others = [layer for layer in layers if layer.kind != kind]
     selectors = [selection] if isinstance(selection, str) else list(selection)
     chosen: list[AttentionLayer] = []
     for selector in selectors:
-        hits = [
-            layer
-            for layer in candidates
-            if selector == "all" or selector in (layer.path, layer.short) or layer.short.startswith(selector + ".")
-        ]
+        hits = [layer for layer in candidates if _matches(layer, selector)]
+        elsewhere = [layer for layer in others if _matches(layer, selector)]
+        if not hits and elsewhere and selector != "all":
+            argument = "layers" if kind == "self" else "self_layers"
+            raise LayerSelectionError(
+                f"{selector!r} has no {kind}-attention: it names {_described(elsewhere)}; select it with {argument}=..."
+            )
+        if not candidates:
+            what = f"; its layers are {_described(others)}" if others else ""
+            raise ValueError(f"the denoiser has no {kind}-attention layers to capture{what}")
         if not hits:
             raise LayerSelectionError(
                 f"no {kind}-attention layer matches {selector!r}; valid names are "
@@ -152,3 +192,22 @@ def select_layers(
             )
         chosen.extend(hit for hit in hits if hit not in chosen)
     return [layer for layer in candidates if layer in chosen]
+
+
+def _matches(layer: AttentionLayer, selector: str) -> bool:
+    return selector == "all" or selector in (layer.path, layer.short) or layer.short.startswith(selector + ".")
+
+
+STREAMS = {
+    "single": "single-stream attention (one softmax over its text and image tokens, whose image-query -> text-key part is read as word maps)",
+    "joint": "joint attention (image and text keys in one softmax, whose text part is read as word maps)",
+}
+
+
+def _described(layers: Sequence[AttentionLayer]) -> str:
+    """e.g. "single.0, single.1: single-stream attention (...)", one clause per kind of layer."""
+    groups: dict[str, list[str]] = {}
+    for layer in layers:
+        what = STREAMS.get(layer.stream, f"{layer.kind}-attention")
+        groups.setdefault(what, []).append(layer.short)
+    return "; ".join(f"{', '.join(names)}: {what}" for what, names in groups.items())

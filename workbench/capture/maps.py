@@ -47,6 +47,7 @@ class PromptTokens:
                 (e.g. SD3's `max_sequence_length`). Default: each tokenizer's own maximum.
         """
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        tokenizers = [name for name in tokenizers if getattr(pipe, name, None) is not None]  # SD3 may run without T5
         tokens: list[list[str]] = [[] for _ in prompts]
         words: list[list[WordSpan]] = [[] for _ in prompts]
         offset = 0

@@ -1,8 +1,9 @@
 """Attention probabilities computed on the side from a layer's projected queries and keys.
 
 Shared by the capture processor and ELITE's local mapping: both need softmax(q k^T) without
-touching the layer's own attention call. Joint attention (SD3's MMDiT) takes one softmax over
-image and text keys together; its text part is read as the word heat maps.
+touching the layer's own attention call. Joint attention (SD3's MMDiT, Flux's double-stream
+blocks) takes one softmax over image and text keys together, as do Flux's single-stream blocks
+over their [text; image] sequence; the text part is read as the word heat maps.
 """
 
 from __future__ import annotations
@@ -36,15 +37,52 @@ def attention_probabilities(attn, query: torch.Tensor, key: torch.Tensor, attent
     return scores.softmax(dim=-1)
 
 
+def rotate(x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Rotary position embedding of (batch, heads, tokens, head_dim) by (cos, sin), each
+    (tokens, head_dim) with every value repeated for the pair (x[2i], x[2i+1]) it rotates, as
+    Flux's processors apply it (diffusers' apply_rotary_emb with use_real=True)."""
+    cos, sin = (part.to(x.device, torch.float32) for part in rotary)
+    pairs = x.unflatten(-1, (-1, 2))
+    turned = torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).flatten(-2)
+    return x.float() * cos + turned.float() * sin
+
+
+def _split_rotary(rotary, n_text: int) -> tuple[tuple | None, tuple | None]:
+    """The rotary (cos, sin) of the text positions and of the image positions (text first)."""
+    if rotary is None:
+        return None, None
+    cos, sin = rotary
+    return (cos[:n_text], sin[:n_text]), (cos[n_text:], sin[n_text:])
+
+
 JOINT_CHUNK = 1024  # image queries per chunk: bounds the (queries x all keys) scores held at once
 
 
-def joint_text_probabilities(attn, query: torch.Tensor, key: torch.Tensor, added_key: torch.Tensor) -> torch.Tensor:
+def joint_text_probabilities(attn, query: torch.Tensor, key: torch.Tensor, added_key: torch.Tensor, rotary=None) -> torch.Tensor:
     """Joint attention's image-query -> text-key probabilities in float32, (batch, heads,
     image queries, text keys), the softmax taken over the whole joint key sequence (image and
     text keys) as the model does, from the projected image query and key (batch, tokens, inner)
-    and the projected text key (`add_k_proj`'s output, batch, text tokens, inner)."""
+    and the projected text key (`add_k_proj`'s output, batch, text tokens, inner); `rotary`:
+    the layer's (cos, sin) over the text then the image positions (Flux), if it has one."""
     q, k, t = _normed_heads(attn, query, "norm_q"), _normed_heads(attn, key, "norm_k"), _normed_heads(attn, added_key, "norm_added_k")
+    text_rotary, image_rotary = _split_rotary(rotary, t.shape[2])
+    if rotary is not None:
+        q, k, t = rotate(q, image_rotary), rotate(k, image_rotary), rotate(t, text_rotary)
+    return text_share(q, k, t)
+
+
+def single_stream_text_probabilities(attn, query: torch.Tensor, key: torch.Tensor, n_text: int, rotary=None) -> torch.Tensor:
+    """The same probabilities for an attention over one [text; image] sequence (Flux's
+    single-stream blocks): query and key (batch, text + image tokens, inner) as projected."""
+    q, k = _normed_heads(attn, query, "norm_q"), _normed_heads(attn, key, "norm_k")
+    if rotary is not None:
+        q, k = rotate(q, rotary), rotate(k, rotary)
+    return text_share(q[:, :, n_text:], k[:, :, n_text:], k[:, :, :n_text])
+
+
+def text_share(q: torch.Tensor, k: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """softmax over [image keys k; text keys t] of q's scaled scores, text part only, float32;
+    q, k, t: (batch, heads, tokens, head_dim) as the layer uses them. Chunked over queries."""
     q, k, t = q.float() * (1.0 / math.sqrt(q.shape[-1])), k.float(), t.float()
     parts = []
     for start in range(0, q.shape[2], JOINT_CHUNK):

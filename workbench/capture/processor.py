@@ -17,7 +17,7 @@ import torch
 
 from torch import nn
 
-from .probabilities import attention_probabilities, joint_text_probabilities
+from .probabilities import attention_probabilities, joint_text_probabilities, single_stream_text_probabilities
 from .architectures import AttentionLayer
 
 
@@ -41,7 +41,8 @@ class CaptureProcessor:
     """Attention processor that defers to `original` and reports probabilities to `sink`.
 
     `sink(layer, attn, probabilities, n_queries)` receives float32 (rows, heads, queries, keys).
-    `rows()` says which batch rows to capture (None: this call is not captured).
+    `rows()` says which batch rows to capture (None: this call is not captured);
+    `text_tokens()` how many text tokens lead a single-stream layer's sequence.
     """
 
     def __init__(
@@ -50,11 +51,13 @@ class CaptureProcessor:
         layer: AttentionLayer,
         rows: Callable[[int], slice | None],
         sink: Callable[[AttentionLayer, torch.Tensor], None],
+        text_tokens: Callable[[], int | None] = lambda: None,
     ):
         self.original = original
         self.layer = layer
         self.rows = rows
         self.sink = sink
+        self.text_tokens = text_tokens
         self.query: torch.Tensor | None = None
         self.key: torch.Tensor | None = None
         self.added_key: torch.Tensor | None = None  # joint attention's text keys (add_k_proj)
@@ -79,8 +82,12 @@ class CaptureProcessor:
         rows = self.rows(query.shape[0])
         if rows is None:
             return output
-        if added_key is not None:  # joint attention: image queries on the text keys, one softmax over all keys
-            self.sink(self.layer, joint_text_probabilities(attn, query[rows], key[rows], added_key[rows]))
+        # Flux's processors take their rotary embedding fifth, where others take temb, or by name
+        rotary = kwargs.get("image_rotary_emb", temb) if self.layer.rotary else None
+        if self.layer.stream == "single":
+            self.sink(self.layer, single_stream_text_probabilities(attn, query[rows], key[rows], self.text_tokens(), rotary))
+        elif added_key is not None:  # joint attention: image queries on the text keys, one softmax over all keys
+            self.sink(self.layer, joint_text_probabilities(attn, query[rows], key[rows], added_key[rows], rotary))
         else:
             self.sink(self.layer, attention_probabilities(attn, query[rows], key[rows], attention_mask, rows))
         return output
@@ -92,6 +99,7 @@ def capturing(
     layers: Sequence[AttentionLayer],
     rows: Callable[[int], slice | None],
     sink: Callable[[AttentionLayer, torch.Tensor], None],
+    text_tokens: Callable[[], int | None] = lambda: None,
 ) -> Iterator[None]:
     """Wrap each of `layers`' processors in a CaptureProcessor (with its query/key hooks) inside
     the block; the denoiser's own processors come back on exit, also after an exception.
@@ -108,7 +116,7 @@ def capturing(
             if path not in wanted:
                 processors[key] = original
                 continue
-            wrapper = CaptureProcessor(original, wanted[path], rows, sink)
+            wrapper = CaptureProcessor(original, wanted[path], rows, sink, text_tokens)
             processors[key] = wrapper
             module = named[path]
             handles.append(module.to_q.register_forward_hook(wrapper.keep_query))

@@ -20,6 +20,7 @@ import torch
 
 from .activations import ActivationRecorder, Activations, Pool, register, resolve_module
 from .architectures import ARCHITECTURES, AttentionLayer, attention_layers, denoiser_of, select_layers
+from .concept_maps import ConceptStream, ConceptWordError, concept_tokens, encode_concepts
 from .maps import AttentionMaps, PromptTokens
 from .processor import capturing, spatial_shape
 from .prompts import recorded_texts, recording_prompts
@@ -37,8 +38,9 @@ class Trace:
 
     Args:
         pipe: a diffusers pipeline whose denoiser is a row of ARCHITECTURES: a
-            UNet2DConditionModel (SD 1.x, 2.x, SDXL), PixArt's transformer, or SD3's joint
-            attention (image queries on the text keys, one softmax over all keys).
+            UNet2DConditionModel (SD 1.x, 2.x, SDXL), PixArt's transformer, or the joint
+            attention of SD3 and Flux (image queries on the text keys, one softmax over all
+            keys; Flux's single-stream blocks too, as "single.N").
         layers: cross-attention layers: "all", a short name or prefix ("down.1", "mid",
             "up.2.0"), a module path, or a list of these; None for none.
         self_layers: self-attention layers, selected the same way (default: none).
@@ -51,12 +53,17 @@ class Trace:
             (e.g. "unet.mid_block", "text_encoder.encoder.layers.1").
         pool: how module outputs are pooled over positions: "mean", "max" or "none".
         memory_fraction: the share of available memory per-step storage may take.
+        concepts: words (in the prompt or not) whose concept maps in attention-output space
+            to compute at the selected joint-attention layers (ConceptAttention; SD3 and
+            Flux's double-stream blocks); the generation stays bit-identical.
 
-    After the block, ask it for `attention_maps()` (and `activations()`).
+    After the block, ask it for `attention_maps()` (and `activations()`, `concept_maps()`).
 
     Raises:
         LayerSelectionError: a selector matching no layer (the valid names are listed).
         ValueError: a pipeline without a known cross-attention denoiser, or bad options.
+        ConceptWordError: concepts on a denoiser without joint attention, or a concept word
+            that cannot be encoded (named).
         CaptureMemoryError: per-step storage that would exceed available memory.
     """
 
@@ -72,6 +79,7 @@ class Trace:
         modules: Sequence[str] | None = None,
         pool: Pool = "mean",
         memory_fraction: float = 0.8,
+        concepts: Sequence[str] | None = None,
     ):
         if heads not in ("mean", "keep"):
             raise ValueError(f"heads must be 'mean' or 'keep', got {heads!r}")
@@ -91,20 +99,42 @@ class Trace:
             resolve_module(pipe, name)  # fail before generating, naming what exists
         if not self.layers and not self.modules:
             raise ValueError("nothing to capture: layers, self_layers and modules select nothing")
+        self.concepts = [concepts] if isinstance(concepts, str) else list(concepts or [])
+        self.concept_layers = self._concept_layers(all_layers) if self.concepts else []
+        # encoded now (before the text encoder is hooked: not a prompt of the traced call), so bad words fail here
+        self.concept_embeddings = self._encode_concepts() if self.concepts else None
         self.recorder = ActivationRecorder(pool, self._activation_rows)
         self.steps = steps
         self.guidance = guidance
         self.memory_fraction = memory_fraction
         self.store = AttentionStore(keep_heads=heads == "keep", per_step=per_step)
+        self.concept_store = AttentionStore(keep_heads=False, per_step=per_step)
+        self.stream: ConceptStream | None = None
         self.step = -1
         self.captured_steps: list[int] = []
         self.timesteps: list[float] = []
         self.latent_hw: tuple[int, int] | None = None
+        self.text_length: int | None = None  # the denoiser's text tokens (a single-stream sequence's lead)
         self.encoded_ids: list[torch.Tensor] = []  # the text encoder's inputs, in call order
         self.recorders: dict = {}  # tokenizer name -> RecordingTokenizer, set by trace()
         self.estimated_bytes: int | None = None
         self._rows: slice | None = None
         self._hooks: ExitStack | None = None  # open while the `with` block runs
+
+    def _concept_layers(self, all_layers: list[AttentionLayer]) -> list[AttentionLayer]:
+        joint = [layer for layer in all_layers if layer.stream == "joint"]
+        if not joint:
+            raise ConceptWordError(
+                f"concept maps need joint-attention blocks (SD3, Flux), whose text stream concept tokens can pass through; "
+                f"{type(self.denoiser).__name__} has none: read its raw cross-attention maps (attention_maps()) instead"
+            )
+        chosen = [layer for layer in self.layers if layer.stream == "joint"]
+        if not chosen:
+            raise ConceptWordError(
+                f"concept maps are made at joint-attention layers, and the selected layers have none; select some of: "
+                f"{', '.join(layer.short for layer in joint)}"
+            )
+        return chosen
 
     # --- hooks -------------------------------------------------------------------------
     def _on_text_encoder(self, module, args, kwargs) -> None:
@@ -123,9 +153,13 @@ class Trace:
         timestep = kwargs.get("timestep", args[1] if len(args) > 1 else None)
         self._check_memory_after_first_step()
         self.step += 1
-        self.latent_hw = tuple(sample.shape[-2:])
+        self.latent_hw = self.architecture.latent_grid(sample, kwargs)
+        text = kwargs.get("encoder_hidden_states")
+        self.text_length = text.shape[1] if torch.is_tensor(text) else None
         wanted = self.steps == "all" or self.step in self.steps
         self._rows = self._guidance_rows(sample.shape[0]) if wanted else None
+        if self.stream is not None:
+            self.stream.start()
         if wanted:
             self.captured_steps.append(self.step)
             self.timesteps.append(float(timestep.flatten()[0]) if torch.is_tensor(timestep) else float(timestep))
@@ -158,6 +192,9 @@ class Trace:
         shape = spatial_shape(self.latent_hw, probabilities.shape[2])
         self.store.add(layer.path, probabilities, shape)
 
+    def _concept_sink(self, layer: AttentionLayer, scores: torch.Tensor) -> None:
+        self.concept_store.add(layer.path, scores, spatial_shape(self.latent_hw, scores.shape[2]))
+
     def _check_memory_after_first_step(self) -> None:
         """In per-step mode, size the whole store once one step's size is known."""
         if not self.store.per_step or self.estimated_bytes is not None or not self.store.steps:
@@ -165,7 +202,7 @@ class Trace:
         timesteps = getattr(getattr(self.pipe, "scheduler", None), "timesteps", None)
         total_steps = len(timesteps) if timesteps is not None else 1
         wanted = total_steps if self.steps == "all" else len([s for s in self.steps if s < total_steps])
-        self.estimated_bytes = self.store.nbytes_per_step() * wanted
+        self.estimated_bytes = (self.store.nbytes_per_step() + self.concept_store.nbytes_per_step()) * wanted
         available = psutil.virtual_memory().available * self.memory_fraction
         logger.info("per-step attention storage: %.1f MB for %d steps", self.estimated_bytes / 2**20, wanted)
         if self.estimated_bytes > available:
@@ -196,6 +233,55 @@ class Trace:
             raise RuntimeError("no attention was captured: call the pipeline inside the `with trace(pipe)` block, with layers selected")
         maps = self.store.result()
         rows = next(iter(maps.values())).shape[0]
+        texts = self._prompt_texts(prompts, rows)
+        cross = [layer.path for layer in self.layers if layer.kind == "cross" and layer.path in maps]
+        n_tokens = maps[cross[0]].shape[-3] if cross else None
+        layers = [layer for layer in self.layers if layer.path in self.store.shapes]
+        tokens = PromptTokens.from_pipeline(self.pipe, texts, self.architecture.text, n_tokens)
+        return self._labelled(maps, layers, tokens, len(texts), self.store.keep_heads)
+
+    def concept_maps(self, prompts: Sequence[str] | None = None, softmax: bool = True) -> AttentionMaps:
+        """The concept maps in attention-output space, labelled with the concept words (one
+        token slot each; `maps.word("circle", prompt=0)` as for heat maps).
+
+        Args:
+            prompts: as for `attention_maps`.
+            softmax: at each layer (and step), turn the concepts' scores at each image position
+                into a distribution over the concepts, as ConceptAttention does; False keeps
+                the raw dot products, which do not depend on the other concepts.
+
+        Raises:
+            RuntimeError: no concepts were asked for, or nothing was captured.
+        """
+        if not self.concepts:
+            raise RuntimeError("no concept maps: pass concepts=[...] to trace() for them")
+        if not self.concept_store.sums and not self.concept_store.steps:
+            raise RuntimeError("no concept maps were captured: call the pipeline inside the `with trace(pipe, concepts=...)` block")
+        maps = self.concept_store.result()
+        if softmax:  # (rows, [step], concept, y, x): over the concepts
+            maps = {path: scores.softmax(dim=-3) for path, scores in maps.items()}
+        rows = next(iter(maps.values())).shape[0]
+        texts = self._prompt_texts(prompts, rows)
+        layers = [layer for layer in self.concept_layers if layer.path in maps]
+        return self._labelled(maps, layers, concept_tokens(texts, self.concepts), len(texts), heads_kept=False)
+
+    def _labelled(self, maps: dict, layers: list[AttentionLayer], tokens: PromptTokens, n_texts: int, heads_kept: bool) -> AttentionMaps:
+        rows = next(iter(maps.values())).shape[0]
+        scale = getattr(self.pipe, "vae_scale_factor", 1) * self.architecture.packed
+        return AttentionMaps(
+            maps=maps,
+            layers=layers,
+            tokens=tokens,
+            image_size=(self.latent_hw[0] * scale, self.latent_hw[1] * scale),
+            steps=list(self.captured_steps),
+            timesteps=list(self.timesteps),
+            per_step=self.store.per_step,
+            heads_kept=heads_kept,
+            guidance=self.guidance,
+            images_per_prompt=rows // n_texts,
+        )
+
+    def _prompt_texts(self, prompts: Sequence[str] | None, rows: int) -> list[str]:
         texts = list(prompts) if prompts is not None else self._recorded_prompts()
         if texts is None or rows % len(texts):
             raise RuntimeError(
@@ -203,21 +289,7 @@ class Trace:
                 f"({'none was recorded' if texts is None else f'{len(texts)} prompt(s)'}): the pipeline was given "
                 "prompt embeddings instead of text; pass the prompts as written: tr.attention_maps(prompts=[...])"
             )
-        scale = getattr(self.pipe, "vae_scale_factor", 1)
-        cross = [layer.path for layer in self.layers if layer.kind == "cross" and layer.path in maps]
-        n_tokens = maps[cross[0]].shape[-3] if cross else None
-        return AttentionMaps(
-            maps=maps,
-            layers=[layer for layer in self.layers if layer.path in self.store.shapes],
-            tokens=PromptTokens.from_pipeline(self.pipe, texts, self.architecture.text, n_tokens),
-            image_size=(self.latent_hw[0] * scale, self.latent_hw[1] * scale),
-            steps=list(self.captured_steps),
-            timesteps=list(self.timesteps),
-            per_step=self.store.per_step,
-            heads_kept=self.store.keep_heads,
-            guidance=self.guidance,
-            images_per_prompt=rows // len(texts),
-        )
+        return texts
 
     def _recorded_prompts(self) -> list[str] | None:
         recorder = self.recorders.get("tokenizer")
@@ -241,7 +313,12 @@ class Trace:
             raise RuntimeError("this trace is already open; start another with trace(pipe)")
         self._hooks = ExitStack()
         try:
-            self._hooks.enter_context(capturing(self.denoiser, self.layers, lambda batch: self._rows, self._sink))
+            if self.concepts:
+                joint = [layer for layer in attention_layers(self.denoiser) if layer.stream == "joint"]
+                self.stream = ConceptStream(self.denoiser, joint, self.concept_layers, self.concept_embeddings, lambda: self._rows, self._concept_sink)
+                for handle in self.stream.hooks():
+                    self._hooks.callback(handle.remove)
+            self._hooks.enter_context(capturing(self.denoiser, self.layers, lambda batch: self._rows, self._sink, lambda: self.text_length))
             self.recorders = self._hooks.enter_context(recording_prompts(self.pipe))
             self._hooks.callback(self.denoiser.register_forward_pre_hook(self._on_denoiser, with_kwargs=True).remove)
             for handle in register(self.pipe, self.modules, self.recorder):
@@ -253,6 +330,10 @@ class Trace:
             self.__exit__(None, None, None)
             raise
         return self
+
+    def _encode_concepts(self) -> torch.Tensor:
+        limit = sum(getattr(self.pipe, name).model_max_length for name in self.architecture.text if getattr(self.pipe, name, None) is not None)
+        return encode_concepts(self.pipe, self.concepts, self.architecture.text, limit)
 
     def __exit__(self, *exc_info) -> None:
         """Every hook removed and the pipeline's own processors and tokenizers back, also after an exception."""

@@ -26,8 +26,8 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-Family = Literal["sd15", "sd2", "sdxl", "pixart", "sd3"]
-FAMILIES: tuple[str, ...] = ("sd15", "sd2", "sdxl", "pixart", "sd3")
+Family = Literal["sd15", "sd2", "sdxl", "pixart", "sd3", "flux"]
+FAMILIES: tuple[str, ...] = ("sd15", "sd2", "sdxl", "pixart", "sd3", "flux")
 TokenizerKind = Literal["char", "bpe"]
 
 # What the BPE tokenizer's merges are learned from: words of typical prompts, punctuation too.
@@ -124,7 +124,9 @@ def build_random_pipeline(
         family: "sd15" (SD 1.x blocks), "sd2" (linear projections, v-prediction), "sdxl"
             (two text encoders, several transformer blocks per attention, no 8x8 attention) or
             "pixart" (a transformer denoiser with cross-attention, a T5 text encoder) or
-            "sd3" (joint-attention transformer, CLIP-L, CLIP-G and T5 text encoders).
+            "sd3" (joint-attention transformer, CLIP-L, CLIP-G and T5 text encoders) or
+            "flux" (double- and single-stream blocks with rotary positions, packed latents,
+            T5 tokens and CLIP's pooled vector).
         folder: where the tokenizer files are written.
         width: channels of the first UNet block (SD 1.5 itself has 320).
         layers_per_block: resnet/attention layers per block (SD has 2).
@@ -145,6 +147,8 @@ def build_random_pipeline(
     write_tokenizer = TOKENIZER_WRITERS[tokenizer]
     if family == "sd3":
         return _sd3(Path(folder), width, sample_size, write_tokenizer)
+    if family == "flux":
+        return _flux(Path(folder), width, write_tokenizer)
     tokenizer = write_tokenizer(Path(folder) / "tokenizer_source")
     text_width = 32
     vae = _vae(32)
@@ -244,6 +248,29 @@ def _sd3(folder: Path, width: int, sample_size: int | None, write_tokenizer) -> 
         text_encoder=_text_encoder(tokenizer, text_width, "quick_gelu", projection=True), tokenizer=tokenizer,
         text_encoder_2=_text_encoder(tokenizer_2, text_width, "gelu", projection=True), tokenizer_2=tokenizer_2,
         text_encoder_3=encoder_3, tokenizer_3=tokenizer_3,
+    )
+
+
+def _flux(folder: Path, width: int, write_tokenizer) -> DiffusionPipeline:
+    """Flux.1-dev's architecture: double-stream (joint-attention) blocks, then single-stream
+    blocks over one [text; image] sequence, rotary positions over text and image tokens,
+    2x2-packed latents, a guidance embedding, T5 tokens and CLIP's pooled vector."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import T5Config, T5EncoderModel
+
+    text_width = 32
+    tokenizer, tokenizer_2 = write_tokenizer(folder / "tokenizer_source"), write_unigram_tokenizer(folder / "tokenizer_2_source")
+    head = width // 2
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=16, num_layers=2, num_single_layers=2, attention_head_dim=head, num_attention_heads=2,
+        joint_attention_dim=text_width, pooled_projection_dim=text_width, guidance_embeds=True,
+        axes_dims_rope=(head - 2 * (head * 3 // 8), head * 3 // 8, head * 3 // 8),
+    )
+    encoder_2 = T5EncoderModel(T5Config(vocab_size=len(tokenizer_2), d_model=text_width, d_kv=8, d_ff=64, num_layers=2, num_heads=4)).eval()
+    return FluxPipeline(
+        transformer=transformer.eval(), scheduler=FlowMatchEulerDiscreteScheduler(), vae=_vae(32, shift_factor=0.0),
+        text_encoder=_text_encoder(tokenizer, text_width, "quick_gelu"), tokenizer=tokenizer,
+        text_encoder_2=encoder_2, tokenizer_2=tokenizer_2,
     )
 
 

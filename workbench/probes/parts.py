@@ -36,12 +36,15 @@ def _table(frame: pd.DataFrame, folder: Path, name: str) -> None:
 
 def attention(ctx: Context, settings: dict[str, Any], folder: Path) -> dict[str, Any]:
     layers = settings["layers"]
-    result = analyse_attention(ctx.pipe, ctx.prompts(), layers=layers, per_step=settings["per_step"], regions=ctx.regions, **ctx.generation)
+    result = analyse_attention(ctx.pipe, ctx.prompts(), layers=layers, per_step=settings["per_step"], regions=ctx.regions,
+                               concepts=settings["concepts"] or None, maps=settings["maps"], **ctx.generation)
     result.maps.save(folder / "maps.safetensors")
+    if result.concept_maps is not None and result.space == "raw":  # kept beside the scored raw maps
+        result.concept_maps.save(folder / "concept_maps.safetensors")
     save_file({"images": torch.from_numpy(np.ascontiguousarray(result.images))}, str(folder / "images.safetensors"))
     for name in ("leakage", "localisation", "overlap"):
         _table(getattr(result, name), folder, name)
-    summary = {"heat_layers": result.heat_layers, "prompts": len(result.images), "regions": result.regions_note}
+    summary = {"heat_layers": result.heat_layers, "prompts": len(result.images), "regions": result.regions_note, "maps": result.space}
     if len(result.localisation):
         summary["mean_iou_by_role"] = result.localisation.groupby("role").iou.mean().round(4).to_dict()
     return summary
@@ -149,6 +152,16 @@ def _tcav_inputs(ctx: Context, settings: dict[str, Any]):
     return target, inputs, concepts, randoms
 
 
+def check_attention(ctx: Context, settings: dict[str, Any]) -> None:
+    """Refuse layers this model lacks, or concept maps it cannot make, before anything is written."""
+    from ..capture import trace
+
+    try:
+        trace(ctx.pipe, layers=settings["layers"], concepts=settings["concepts"] or None)  # refuses on construction
+    except ValueError as error:
+        raise ProbeError(f"{ctx.probe.source}: [attention] {error}") from None
+
+
 def check_tcav(ctx: Context, settings: dict[str, Any]) -> None:
     """Refuse a [tcav] section that cannot run on this model, before anything is written."""
     where = f"{ctx.probe.source}: [tcav]"
@@ -198,6 +211,7 @@ def projection(ctx: Context, settings: dict[str, Any], folder: Path) -> dict[str
 
 
 CHECKS: dict[str, Callable[[Context, dict[str, Any]], None]] = {
+    "attention": check_attention,
     "primary_auxiliary": check_primary_auxiliary,
     "tcav": check_tcav,
 }

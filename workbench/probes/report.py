@@ -28,11 +28,22 @@ def _attention_sections(folder: Path) -> list[Section]:
     images = load_file(str(folder / "images.safetensors"))["images"].numpy()
     groups = {f"finest ({', '.join(summary['heat_layers'])})": summary["heat_layers"], "all layers": None,
               **{g: [g] for g in sorted({layer.group for layer in maps.select()})}}
+    output = summary.get("maps") == "output"
+    title, note = ("Concept maps (attention-output space)", "Choose the concept and the layers in the menu; brighter means the "
+                   "image position's attention output is closer to the concept's than to the other concepts'.") if output else (
+                   "Heat maps", "Choose the word and the layers in the menu; brighter means more of the word's attention.")
     sections = [
-        Section(f"Heat maps: {maps.tokens.texts[p]}", heat_map_figure(images[p], maps, prompt=p, layer_groups=groups),
-                "Choose the word and the layers in the menu; brighter means more of the word's attention.")
+        Section(f"{title}: {maps.tokens.texts[p]}", heat_map_figure(images[p], maps, prompt=p, layer_groups=groups), note)
         for p in range(min(HEAT_MAP_PROMPTS, len(images)))
     ]
+    if (folder / "concept_maps.safetensors").exists():
+        concepts = AttentionMaps.load(folder / "concept_maps.safetensors")
+        sections += [
+            Section(f"Concept maps (attention-output space): {concepts.tokens.texts[p]}",
+                    heat_map_figure(images[p], concepts, prompt=p, layer_groups={"all joint layers": None}),
+                    "Beside the raw maps: each concept's map in attention-output space (ConceptAttention), a distribution over the concepts.")
+            for p in range(min(HEAT_MAP_PROMPTS, len(images)))
+        ]
     leakage = pd.read_parquet(folder / "leakage.parquet")
     if not len(leakage):
         sections.append(Section("Leakage and localisation: not scored", None,

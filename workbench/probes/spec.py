@@ -6,7 +6,7 @@
                   negative_prompt
     [inputs]      prompts = [...] (masks = "folder" or unsupervised_regions = true)
                   or  scenes = 8, objects = 2, split = "test"
-    [attention]   layers, per_step                 (trace + overlap + leakage)
+    [attention]   layers, per_step, concepts, maps (trace + overlap + leakage; concept maps)
     [primary_auxiliary] encoder, vision, mapper_hidden, images, image_folder, embeddings,
                   labels, masks, template   (which learned word carries what)
     [tcav]        target, concepts, layers, examples, random_runs, random_pool, explained,
@@ -68,6 +68,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
     "attention": {
         "layers": ((str, list), "all", 'cross-attention layers: "all", short names ("up.1") or module paths'),
         "per_step": ((bool,), False, "keep each denoising step's maps"),
+        "concepts": ((list,), [], "words (in the prompts or not) whose concept maps in attention-output space to compute (joint-attention transformers: SD3, Flux, shapes-transformer)"),
+        "maps": ((str,), "raw", '"raw" (the prompt words\' attention) or "output" (the concept maps of `concepts`) to score and show'),
     },
     "primary_auxiliary": {
         "encoder": ((str,), "shapes", '"shapes", the folder of a saved word encoder, or "elite:PATH/global_mapper.pt"'),
@@ -102,6 +104,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
 ANALYSES = ("attention", "primary_auxiliary", "tcav", "projection")
 CHOICES = {
     ("inputs", "split"): ("train", "test"),
+    ("attention", "maps"): ("raw", "output"),
     ("model", "dtype"): DTYPES,
     ("tcav", "method"): ("sgd", "logistic", "mean_difference"),
     ("projection", "bank"): ("vocabulary", "learned-words"),
@@ -214,6 +217,9 @@ def parse_probe(text: str, path: str = "<probe>") -> Probe:
         raise ProbeError(f"{path}: no analysis to run; add at least one of " + ", ".join(f"[{a}]" for a in ANALYSES))
     if "attention" in analyses and not inputs["prompts"] and inputs["scenes"] < 1:
         raise ProbeError(f"{_where(path, text, 'inputs')}: [attention] needs [inputs] prompts = [...] or scenes = N (N >= 1)")
+    attention = analyses.get("attention", {})
+    if attention.get("maps") == "output" and not attention.get("concepts"):
+        raise ProbeError(f"{_where(path, text, 'attention', 'maps')}: [attention] maps = \"output\" scores concept maps; name them with concepts = [...]")
     if inputs["objects"] not in (1, 2):
         raise ProbeError(f"{_where(path, text, 'inputs', 'objects')}: [inputs] objects must be 1 or 2, got {inputs['objects']}")
     if analyses.get("projection", {}).get("bank") == "learned-words" and "primary_auxiliary" not in analyses:

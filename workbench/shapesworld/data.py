@@ -10,6 +10,7 @@ from workbench.pipelines.loading import PipelineLoadError
 # which command makes each embedded folder (named in the error when one is missing)
 TRAINING_COMMANDS = {
     "shapes": "workbench world train --out checkpoints/shapes --export-to data/shapes",
+    "shapes-transformer": "workbench world train --denoiser transformer --out checkpoints/shapes-transformer --export-to data/shapes-transformer",
     "shapes-classifier": "workbench world train-classifier --out data/shapes-classifier",
     "shapes-encoder": "workbench world train-encoder --out checkpoints/shapes-encoder --export-to data/shapes-encoder",
 }

@@ -13,7 +13,8 @@ from typing import Any, Callable
 
 class ShapesWorldPlugin:
     name = "ShapesWorld"
-    pipelines = ("shapes",)
+    pipelines = ("shapes", "shapes-transformer")
+    classes = ("ShapesPipeline", "ShapesTransformerPipeline")
 
     def pipeline_folder(self, name: str) -> Path:
         from .data import embedded_path
@@ -21,15 +22,15 @@ class ShapesWorldPlugin:
         return embedded_path(name)
 
     def pipeline_class(self, class_name: str) -> type | None:
-        if class_name != "ShapesPipeline":
+        if class_name not in self.classes:
             return None
-        from .models.pipeline import ShapesPipeline
+        from .models import pipeline
 
-        return ShapesPipeline
+        return getattr(pipeline, class_name)
 
     def owns(self, pipe: Any) -> bool:
         # by class name: a user's pipeline must not import ShapesWorld's models to be told apart
-        return type(pipe).__name__ == "ShapesPipeline"
+        return type(pipe).__name__ in self.classes
 
     def prompts(self, count: int, seed: int, split: str, objects: int) -> list[str]:
         from .scenes import sample_scenes

@@ -3,7 +3,7 @@ judges generations (and is a TCAV target), and the ELITE-style word encoder."""
 
 from .classifier import ClassifierOutput, ShapesClassifier, load_classifier
 from .judge import QualityReport, judge_images
-from .pipeline import DEFAULT_GUIDANCE_SCALE, ShapesModelConfig, ShapesPipeline, build_components
+from .pipeline import DEFAULT_GUIDANCE_SCALE, ShapesModelConfig, ShapesPipeline, ShapesTransformerPipeline, build_components
 from .tokenizer import build_word_tokenizer
 from .word_encoder import WordEncoder, WordEncoderConfig, load_word_encoder
 
@@ -14,6 +14,7 @@ __all__ = [
     "ShapesClassifier",
     "ShapesModelConfig",
     "ShapesPipeline",
+    "ShapesTransformerPipeline",
     "WordEncoder",
     "WordEncoderConfig",
     "build_components",

@@ -1,9 +1,11 @@
-"""The ShapesWorld text-to-image pipeline: pixel-space diffusion from real diffusers parts.
+"""The ShapesWorld text-to-image pipelines: pixel-space diffusion from real diffusers parts.
 
-A `UNet2DConditionModel` denoises 32x32 RGB images directly (no VAE: the images are small),
-conditioned through cross-attention on a `CLIPTextModel` reading a word-level tokenizer.
-Classifier-free guidance batches [unconditional, conditional] as Stable Diffusion does, so the
-capture code treats both pipelines alike.
+A denoiser works on 32x32 RGB images directly (no VAE: the images are small), conditioned on a
+`CLIPTextModel` reading a word-level tokenizer: `ShapesPipeline` with a `UNet2DConditionModel`
+(cross-attention, as Stable Diffusion 1.x/2.x), `ShapesTransformerPipeline` with an
+`SD3Transformer2DModel` (joint attention over image patches and text tokens, as SD3's MMDiT;
+the text encoder's pooled output feeds its time embedding). Classifier-free guidance batches
+[unconditional, conditional] as Stable Diffusion does, so the capture code treats them alike.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from typing import Literal, Sequence
 
 import numpy as np
 import torch
-from diffusers import DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
+from diffusers import DDIMScheduler, DiffusionPipeline, SD3Transformer2DModel, UNet2DConditionModel
 from diffusers.loaders import TextualInversionLoaderMixin
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
+from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerBase
 
 from ..vocabulary import vocabulary
@@ -48,6 +51,12 @@ class ShapesModelConfig:
     text_heads: int = 2
     max_length: int = 20
     train_timesteps: int = 1000
+    # "unet", or "transformer": an SD3-style MMDiT on patch_size x patch_size pixel patches
+    denoiser: Literal["unet", "transformer"] = "unet"
+    patch_size: int = 2
+    transformer_layers: int = 6
+    transformer_heads: int = 4
+    transformer_head_dim: int = 32
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,7 +84,32 @@ def build_components(config: ShapesModelConfig, seed: int = 0) -> dict:
             eos_token_id=tokenizer.eos_token_id,
         )
     )
-    unet = UNet2DConditionModel(
+    scheduler = DDIMScheduler(
+        num_train_timesteps=config.train_timesteps,
+        beta_schedule="squaredcos_cap_v2",
+        prediction_type="epsilon",
+        clip_sample=True,
+        set_alpha_to_one=True,
+    )
+    parts = {"text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler}
+    if config.denoiser == "transformer":
+        width = config.transformer_heads * config.transformer_head_dim
+        parts["transformer"] = SD3Transformer2DModel(
+            sample_size=config.image_size,
+            patch_size=config.patch_size,
+            in_channels=3,
+            out_channels=3,
+            num_layers=config.transformer_layers,
+            attention_head_dim=config.transformer_head_dim,
+            num_attention_heads=config.transformer_heads,
+            joint_attention_dim=config.text_width,
+            caption_projection_dim=width,
+            pooled_projection_dim=config.text_width,
+            pos_embed_max_size=config.image_size // config.patch_size,
+            qk_norm="rms_norm",
+        )
+        return parts
+    parts["unet"] = UNet2DConditionModel(
         sample_size=config.image_size,
         in_channels=3,
         out_channels=3,
@@ -88,14 +122,18 @@ def build_components(config: ShapesModelConfig, seed: int = 0) -> dict:
         attention_head_dim=config.attention_head_dim,
         norm_num_groups=8,
     )
-    scheduler = DDIMScheduler(
-        num_train_timesteps=config.train_timesteps,
-        beta_schedule="squaredcos_cap_v2",
-        prediction_type="epsilon",
-        clip_sample=True,
-        set_alpha_to_one=True,
-    )
-    return {"unet": unet, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler}
+    return parts
+
+
+def predict_noise(denoiser: nn.Module, sample: torch.Tensor, timesteps: torch.Tensor, text) -> torch.Tensor:
+    """The denoiser's noise estimate (batch, 3, y, x) for `sample` at `timesteps` (batch,) given
+    the text encoder's output `text` (its hidden states, and the pooled state a transformer's
+    time embedding also takes)."""
+    if isinstance(denoiser, SD3Transformer2DModel):
+        return denoiser(
+            hidden_states=sample, timestep=timesteps, encoder_hidden_states=text[0], pooled_projections=text[1]
+        ).sample
+    return denoiser(sample, timesteps, encoder_hidden_states=text[0]).sample
 
 
 class ShapesPipeline(DiffusionPipeline, TextualInversionLoaderMixin):
@@ -138,10 +176,18 @@ class ShapesPipeline(DiffusionPipeline, TextualInversionLoaderMixin):
             return_tensors="pt",
         ).input_ids
 
+    @property
+    def denoiser(self) -> nn.Module:
+        return self.unet
+
     def encode_prompt(self, prompts: Sequence[str]) -> torch.Tensor:
         """Text-encoder hidden states (batch, max_length, width) on the pipeline's device."""
-        ids = self.tokenize(prompts).to(self.device)
-        return self.text_encoder(ids)[0].to(self.unet.dtype)
+        return self.encode_text(prompts)[0]
+
+    def encode_text(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Text-encoder hidden states (batch, max_length, width) and pooled states (batch, width)."""
+        output = self.text_encoder(self.tokenize(prompts).to(self.device))
+        return output[0].to(self.denoiser.dtype), output[1].to(self.denoiser.dtype)
 
     @torch.no_grad()
     def __call__(
@@ -179,18 +225,20 @@ class ShapesPipeline(DiffusionPipeline, TextualInversionLoaderMixin):
         self._guidance_scale = guidance_scale
         guided = self.do_classifier_free_guidance
         # The prompt is encoded before the empty prompt, as in diffusers' pipelines.
-        conditional = self.encode_prompt(prompts)
-        context = torch.cat([self.encode_prompt([""] * len(prompts)), conditional]) if guided else conditional
+        text = self.encode_text(prompts)
+        if guided:
+            text = tuple(torch.cat(pair) for pair in zip(self.encode_text([""] * len(prompts)), text))
 
-        size = self.unet.config.sample_size
-        shape = (len(prompts), self.unet.config.in_channels, size, size)
-        sample = randn_tensor(shape, generator=generator, device=self.device, dtype=self.unet.dtype)
+        config = self.denoiser.config
+        shape = (len(prompts), config.in_channels, config.sample_size, config.sample_size)
+        sample = randn_tensor(shape, generator=generator, device=self.device, dtype=self.denoiser.dtype)
         sample = sample * self.scheduler.init_noise_sigma
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         for t in self.progress_bar(self.scheduler.timesteps):
             model_input = torch.cat([sample] * 2) if guided else sample
             model_input = self.scheduler.scale_model_input(model_input, t)
-            noise = self.unet(model_input, t, encoder_hidden_states=context).sample
+            timesteps = t.expand(len(model_input)).to(self.device)
+            noise = predict_noise(self.denoiser, model_input, timesteps, text)
             if guided:
                 uncond, cond = noise.chunk(2)
                 noise = uncond + guidance_scale * (cond - uncond)
@@ -206,3 +254,33 @@ class ShapesPipeline(DiffusionPipeline, TextualInversionLoaderMixin):
         if not return_dict:
             return (images,)
         return ImagePipelineOutput(images=images)
+
+
+class ShapesTransformerPipeline(ShapesPipeline):
+    """ShapesPipeline with an SD3-style joint-attention transformer as its denoiser.
+
+    Example:
+        >>> pipe = workbench.load_pipeline("shapes-transformer")
+    """
+
+    model_cpu_offload_seq = "text_encoder->transformer"
+
+    def __init__(
+        self,
+        transformer: SD3Transformer2DModel,
+        text_encoder: CLIPTextModel,
+        tokenizer: PreTrainedTokenizerBase,
+        scheduler: DDIMScheduler,
+    ):
+        DiffusionPipeline.__init__(self)
+        self.register_modules(transformer=transformer, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
+        self._guidance_scale = 1.0
+
+    @property
+    def denoiser(self) -> nn.Module:
+        return self.transformer
+
+
+def pipeline_from_components(parts: dict) -> ShapesPipeline:
+    """The pipeline of `build_components`' parts (which denoiser decides the class)."""
+    return ShapesTransformerPipeline(**parts) if "transformer" in parts else ShapesPipeline(**parts)

@@ -1,6 +1,6 @@
 """Train the ShapesWorld text-to-image model from scratch (`workbench world train`).
 
-The UNet and the text encoder learn jointly on freshly drawn training-split scenes at every
+The denoiser (a UNet, or an SD3-style transformer with `--denoiser transformer`) and the text encoder learn jointly on freshly drawn training-split scenes at every
 step (the world is infinite, so there is no epoch). Epsilon prediction with Min-SNR loss
 weighting (Hang et al., 2023) converges faster at small scale; an exponential moving average
 of the weights is what gets exported. Training resumes from `OUT/checkpoint.pt`.
@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from workbench.files import atomic_path
 
-from ..models.pipeline import ShapesModelConfig, ShapesPipeline, build_components
+from ..models.pipeline import ShapesModelConfig, build_components, pipeline_from_components, predict_noise
 from ..scenes import Scene, sample_scene, scenes_to_tensor
 from .checkpoint import load_state, save_state
 from .denoising import noised_batch, weighted_error
@@ -68,9 +68,9 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
             e.lerp_(p, 1 - decay)
 
 
-def export_pipeline(unet, text_encoder, tokenizer, scheduler, target: Path) -> None:
-    """Write a loadable pipeline folder atomically (safetensors + configs)."""
-    pipe = ShapesPipeline(unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
+def export_pipeline(parts: dict, target: Path) -> None:
+    """Write a loadable pipeline folder of `build_components`-style parts atomically (safetensors + configs)."""
+    pipe = pipeline_from_components(parts)
     with atomic_path(target) as tmp:
         pipe.save_pretrained(tmp, safe_serialization=True)
 
@@ -106,18 +106,19 @@ def train_diffusion(
     out.mkdir(parents=True, exist_ok=True)
     export_to = Path(export_to) if export_to else out / "pipeline"
     parts = build_components(model, seed=cfg.seed)
-    unet, text_encoder, tokenizer, scheduler = (parts[k] for k in ("unet", "text_encoder", "tokenizer", "scheduler"))
-    ema_unet, ema_text = copy.deepcopy(unet), copy.deepcopy(text_encoder)
-    params = list(unet.parameters()) + list(text_encoder.parameters())
+    name = "transformer" if model.denoiser == "transformer" else "unet"  # also the checkpoint's keys
+    denoiser, text_encoder, tokenizer, scheduler = (parts[k] for k in (name, "text_encoder", "tokenizer", "scheduler"))
+    ema_denoiser, ema_text = copy.deepcopy(denoiser), copy.deepcopy(text_encoder)
+    params = list(denoiser.parameters()) + list(text_encoder.parameters())
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=1e-2)
 
     start = 0
     checkpoint = out / "checkpoint.pt"
     if checkpoint.exists():
         state = load_state(checkpoint)
-        unet.load_state_dict(state["unet"])
+        denoiser.load_state_dict(state[name])
         text_encoder.load_state_dict(state["text_encoder"])
-        ema_unet.load_state_dict(state["ema_unet"])
+        ema_denoiser.load_state_dict(state[f"ema_{name}"])
         ema_text.load_state_dict(state["ema_text"])
         optimizer.load_state_dict(state["optimizer"])
         start = int(state["step"])
@@ -127,30 +128,30 @@ def train_diffusion(
         save_state(
             {
                 "step": step,
-                "unet": unet.state_dict(),
+                name: denoiser.state_dict(),
                 "text_encoder": text_encoder.state_dict(),
-                "ema_unet": ema_unet.state_dict(),
+                f"ema_{name}": ema_denoiser.state_dict(),
                 "ema_text": ema_text.state_dict(),
                 "optimizer": optimizer.state_dict(),
             },
             checkpoint,
         )
-        export_pipeline(ema_unet, ema_text, tokenizer, scheduler, export_to)
+        export_pipeline({name: ema_denoiser, "text_encoder": ema_text, "tokenizer": tokenizer, "scheduler": scheduler}, export_to)
 
     def tokenize(captions: list[str]) -> torch.Tensor:
         return tokenizer(captions, padding="max_length", max_length=model.max_length, truncation=True, return_tensors="pt").input_ids
 
-    unet.train()
+    denoiser.train()
     text_encoder.train()
     log = (out / "log.jsonl").open("a")
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train diffusion")
     tic = time.perf_counter()
     for step in bar:
         scenes, captions = draw_batch(step, cfg, model.image_size)
-        context = text_encoder(tokenize(captions))[0]
+        text = text_encoder(tokenize(captions))
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         noisy, noise, timesteps = noised_batch(scheduler, scenes_to_tensor(scenes), generator)
-        predicted = unet(noisy, timesteps, encoder_hidden_states=context).sample
+        predicted = predict_noise(denoiser, noisy, timesteps, (text[0], text[1]))
         loss = weighted_error(predicted, noise, scheduler, timesteps, cfg.min_snr_gamma)
 
         for group in optimizer.param_groups:
@@ -160,7 +161,7 @@ def train_diffusion(
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         decay = min(cfg.ema_decay, (1 + step) / (10 + step))
-        _ema_update(ema_unet, unet, decay)
+        _ema_update(ema_denoiser, denoiser, decay)
         _ema_update(ema_text, text_encoder, decay)
 
         bar.set_postfix(loss=f"{loss.item():.4f}")
