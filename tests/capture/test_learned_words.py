@@ -99,3 +99,26 @@ def test_sdxl_two_encoder_words_from_a_kohya_file(tmp_path):
     maps = tr.attention_maps()
     assert maps.word_span("<mv>").tokens == (2, 3) and maps.word_span("dog").tokens == (4,)
     assert maps.word("<mv>").shape == (64, 64)
+
+
+@pytest.mark.parametrize("family, keys", [("flux", ("clip_l", "t5xxl")), ("sd3", ("clip_l", "clip_g", "t5xxl"))])
+def test_a_kohya_word_with_t5_vectors_is_found_by_name_in_the_t5_slots(tmp_path, family, keys):
+    from workbench.pipelines.random_pipelines import build_random_pipeline
+
+    pipe = build_random_pipeline(family, tmp_path)
+    pipe.set_progress_bar_config(disable=True)
+    widths = {"clip_l": TEXT_WIDTH, "clip_g": TEXT_WIDTH, "t5xxl": (TEXT_WIDTH if family == "flux" else 2 * TEXT_WIDTH)}
+    save_file({key: torch.randn(2, widths[key]) for key in keys}, tmp_path / "toy.safetensors")
+    insert_embeddings(pipe, read_embeddings(tmp_path / "toy.safetensors", token="<toy>"))
+    t5 = pipe.tokenizer_2 if family == "flux" else pipe.tokenizer_3
+    with trace(pipe) as tr:
+        generate(pipe, ["a <toy> on a sofa"], max_sequence_length=32)
+    maps = tr.attention_maps()
+    t5_start = 0 if family == "flux" else 77  # SD3's T5 keys follow CLIP's 77
+    t5_slots = [t - t5_start for t in maps.word_span("<toy>").tokens if t >= t5_start]
+    # diffusers' SD3 pipeline does not expand multi-vector words ("<toy>" -> "<toy> <toy>_1"); Flux's does
+    expands = hasattr(pipe, "maybe_convert_prompt")
+    ids = t5(pipe.maybe_convert_prompt("a <toy> on a sofa", t5) if expands else "a <toy> on a sofa").input_ids
+    pieces = t5.convert_ids_to_tokens([ids[s] for s in t5_slots])  # T5 puts a word-start piece before an added token
+    assert [p for p in pieces if p != "▁"] == (["<toy>", "<toy>_1"] if expands else ["<toy>"])
+    assert maps.word("<toy>").shape == (64, 64)

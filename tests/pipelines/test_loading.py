@@ -33,7 +33,7 @@ def test_stable_diffusion_folder_loads_through_the_same_function(tiny_sd_dir):
 
 
 def test_unknown_name_says_what_was_expected():
-    with pytest.raises(PipelineLoadError, match="neither an embedded model \\(shapes\\) nor an existing folder"):
+    with pytest.raises(PipelineLoadError, match="neither an embedded model \\(shapes, shapes-transformer\\) nor an existing folder"):
         load_pipeline("stable-diffusion-v1-5")
 
 

@@ -32,6 +32,9 @@ class Architecture:
     positions: the forward keyword holding the image tokens' (_, row, column) ids, for
         denoisers that take their latents packed as a sequence (Flux: "img_ids").
     packed: latent pixels per side of one token of packed latents (Flux packs 2x2).
+    linear_self: its self-attention is linear attention (Sana's): no probabilities to read.
+    text_window: "all" (the text keys are the tokenized prompt) or "tail" (Sana: the first
+        token and the last keys-1 tokens of a longer sequence, an instruction then the prompt).
     """
 
     pattern: re.Pattern
@@ -42,6 +45,8 @@ class Architecture:
     rotary: bool = False
     positions: str | None = None
     packed: int = 1
+    linear_self: bool = False
+    text_window: Literal["all", "tail"] = "all"
 
     def latent_grid(self, latent: torch.Tensor, kwargs: dict) -> tuple[int, int]:
         """(rows, columns) of the latent the denoiser is called on: the last two dimensions of
@@ -71,6 +76,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         _FLUX, {"transformer_blocks": "block", "single_transformer_blocks": "single"}, "hidden_states", ("tokenizer_2",),
         single=("single_transformer_blocks",), rotary=True, positions="img_ids", packed=2,
     ),
+    "SanaTransformer2DModel": Architecture(_BLOCKS, {"transformer_blocks": "block"}, "hidden_states", linear_self=True, text_window="tail"),
 }
 
 
@@ -86,15 +92,16 @@ class AttentionLayer:
         are image positions).
     stream: how its text keys come: "separate" (the keys of a cross- or self-attention),
         "joint" (text keys projected by the layer's add_k_proj, one softmax with the image
-        keys: SD3, Flux's double-stream blocks) or "single" (text then image tokens in one
-        sequence: Flux's single-stream blocks).
+        keys: SD3, Flux's double-stream blocks), "single" (text then image tokens in one
+        sequence: Flux's single-stream blocks) or "linear" (linear attention, Sana's
+        self-attention: no probabilities).
     rotary: the layer rotates its queries and keys (Flux's RoPE).
     """
 
     path: str
     short: str
     kind: Literal["cross", "self"]
-    stream: Literal["separate", "joint", "single"] = "separate"
+    stream: Literal["separate", "joint", "single", "linear"] = "separate"
     rotary: bool = False
 
     @property
@@ -143,8 +150,11 @@ def attention_layers(denoiser: nn.Module) -> list[AttentionLayer]:
         counts[base] = max(counts.get(base, 0), transformer + 1)
         # joint and single-stream attention are read as cross-attention: their text part
         joint = getattr(module, "add_k_proj", None) is not None
+        cross = getattr(module, "is_cross_attention", False)
         stream = "single" if match["top"] in architecture.single else "joint" if joint else "separate"
-        kind = "cross" if stream != "separate" or getattr(module, "is_cross_attention", False) else "self"
+        if architecture.linear_self and not cross and stream == "separate":
+            stream = "linear"
+        kind = "cross" if stream in ("joint", "single") or cross else "self"
         parsed.append((path, base, transformer, kind, stream))
     # Present layers along the signal path: down blocks, then mid, then up (module order differs).
     order = list(prefixes.values())
@@ -184,6 +194,9 @@ def select_layers(
         if not candidates:
             what = f"; its layers are {_described(others)}" if others else ""
             raise ValueError(f"the denoiser has no {kind}-attention layers to capture{what}")
+        linear = [layer for layer in hits if layer.stream == "linear"]
+        if linear:
+            raise LayerSelectionError(f"{selector!r} names {_described(linear)}; select cross-attention layers instead")
         if not hits:
             raise LayerSelectionError(
                 f"no {kind}-attention layer matches {selector!r}; valid names are "
@@ -201,6 +214,7 @@ def _matches(layer: AttentionLayer, selector: str) -> bool:
 STREAMS = {
     "single": "single-stream attention (one softmax over its text and image tokens, whose image-query -> text-key part is read as word maps)",
     "joint": "joint attention (image and text keys in one softmax, whose text part is read as word maps)",
+    "linear": "linear attention (ReLU feature maps, no softmax: there are no attention probabilities to read)",
 }
 
 

@@ -68,6 +68,26 @@ class PromptTokens:
             offset += length
         return cls(texts=prompts, tokens=tokens, words=words)
 
+    def tail(self, length: int, keys: int) -> "PromptTokens":
+        """The labels of text keys that are the first token and the last `keys` - 1 tokens of
+        sequences of `length` (Sana puts an instruction before the prompt and keeps those):
+        words with every slot kept stay (the prompt's), the others go; texts become the kept
+        words."""
+        keep = [0] + list(range(length - keys + 1, length))
+        where = {old: new for new, old in enumerate(keep)}
+        texts, tokens, words = [], [], []
+        for row_tokens, spans in zip(self.tokens, self.words):
+            kept = [s for s in spans if s.tokens and all(t in where for t in s.tokens)]
+            seen: dict[str, int] = {}
+            renamed = []
+            for span in kept:
+                renamed.append(WordSpan(span.word, seen.get(span.word, 0), tuple(where[t] for t in span.tokens)))
+                seen[span.word] = seen.get(span.word, 0) + 1
+            texts.append(" ".join(span.word for span in kept))
+            tokens.append([row_tokens[k] for k in keep])
+            words.append(renamed)
+        return PromptTokens(texts=texts, tokens=tokens, words=words)
+
 
 @dataclass
 class AttentionMaps:

@@ -20,9 +20,15 @@ def split_heads(attn, x: torch.Tensor) -> torch.Tensor:
 
 
 def _normed_heads(attn, x: torch.Tensor, norm: str) -> torch.Tensor:
-    """Projected tokens split into heads and normalised as the layer does (`attn.<norm>`, if it has one)."""
-    heads = split_heads(attn, x)
-    return getattr(attn, norm)(heads) if getattr(attn, norm, None) is not None else heads
+    """Projected tokens split into heads and normalised as the layer does (`attn.<norm>`, if it
+    has one): per head, or across heads where the norm spans the whole width (Sana 1.5's)."""
+    layer = getattr(attn, norm, None)
+    if layer is None:
+        return split_heads(attn, x)
+    width = getattr(layer, "dim", None) or getattr(layer, "normalized_shape", None)
+    if width is not None and tuple(width)[-1] == x.shape[-1] and x.shape[-1] != x.shape[-1] // attn.heads:
+        return split_heads(attn, layer(x))
+    return layer(split_heads(attn, x))
 
 
 def attention_probabilities(attn, query: torch.Tensor, key: torch.Tensor, attention_mask=None, rows: slice = slice(None)) -> torch.Tensor:
@@ -88,6 +94,6 @@ def text_share(q: torch.Tensor, k: torch.Tensor, t: torch.Tensor) -> torch.Tenso
     for start in range(0, q.shape[2], JOINT_CHUNK):
         chunk = q[:, :, start : start + JOINT_CHUNK]
         on_image, on_text = chunk @ k.transpose(-1, -2), chunk @ t.transpose(-1, -2)
-        total = torch.logsumexp(torch.cat([on_image, on_text], dim=-1), dim=-1, keepdim=True)
+        total = torch.logaddexp(on_image.logsumexp(-1, keepdim=True), on_text.logsumexp(-1, keepdim=True))
         parts.append((on_text - total).exp())
     return torch.cat(parts, dim=2)

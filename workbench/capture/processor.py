@@ -9,6 +9,7 @@ rows asked for only.
 
 from __future__ import annotations
 
+import functools
 import math
 from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
@@ -58,6 +59,8 @@ class CaptureProcessor:
         self.rows = rows
         self.sink = sink
         self.text_tokens = text_tokens
+        # diffusers hands a processor only the keyword arguments its __call__ names: name the original's
+        self.__call__ = functools.wraps(original.__call__)(functools.partial(CaptureProcessor.__call__, self))
         self.query: torch.Tensor | None = None
         self.key: torch.Tensor | None = None
         self.added_key: torch.Tensor | None = None  # joint attention's text keys (add_k_proj)
@@ -72,9 +75,9 @@ class CaptureProcessor:
     def keep_added_key(self, module, inputs, output) -> None:
         self.added_key = output
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
+    def __call__(self, attn, hidden_states, *args, **kwargs):
         self.query = self.key = self.added_key = None
-        output = self.original(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+        output = self.original(attn, hidden_states, *args, **kwargs)  # exactly as called
         query, key, added_key = self.query, self.key, self.added_key
         self.query = self.key = self.added_key = None
         if query is None or key is None:
@@ -82,8 +85,9 @@ class CaptureProcessor:
         rows = self.rows(query.shape[0])
         if rows is None:
             return output
-        # Flux's processors take their rotary embedding fifth, where others take temb, or by name
-        rotary = kwargs.get("image_rotary_emb", temb) if self.layer.rotary else None
+        # after (attn, hidden_states): encoder_hidden_states, attention_mask, then Flux's rotary embedding
+        attention_mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+        rotary = kwargs.get("image_rotary_emb", args[2] if len(args) > 2 else None) if self.layer.rotary else None
         if self.layer.stream == "single":
             self.sink(self.layer, single_stream_text_probabilities(attn, query[rows], key[rows], self.text_tokens(), rotary))
         elif added_key is not None:  # joint attention: image queries on the text keys, one softmax over all keys

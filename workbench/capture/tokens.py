@@ -11,6 +11,7 @@ Token ids are never decoded back into words: added tokens decode glued to their 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -56,13 +57,15 @@ def align_words(
     """
     convert = convert or (lambda text: text)
     max_length = max_length or tokenizer.model_max_length
+    # prefixes keep the prompt's own whitespace (a newline tokenizes unlike a space)
+    ends = [match.end() for match in re.finditer(r"\S+", prompt)]
     words = prompt.split()
     with_specials = tokenizer(convert(prompt), add_special_tokens=True).input_ids
     offset = 1 if tokenizer.bos_token_id is not None and with_specials[:1] == [tokenizer.bos_token_id] else 0
     last_slot = max_length - (1 if tokenizer.eos_token_id is not None else 0)
     spans, seen, previous = [], {}, 0
     for i, word in enumerate(words):
-        count = len(_content_ids(tokenizer, convert(" ".join(words[: i + 1]))))
+        count = len(_content_ids(tokenizer, convert(prompt[: ends[i]])))
         slots = tuple(s for s in range(offset + previous, offset + count) if s < last_slot)
         spans.append(WordSpan(word, seen.get(word, 0), slots))
         seen[word] = seen.get(word, 0) + 1

@@ -237,7 +237,11 @@ class Trace:
         cross = [layer.path for layer in self.layers if layer.kind == "cross" and layer.path in maps]
         n_tokens = maps[cross[0]].shape[-3] if cross else None
         layers = [layer for layer in self.layers if layer.path in self.store.shapes]
-        tokens = PromptTokens.from_pipeline(self.pipe, texts, self.architecture.text, n_tokens)
+        encoded = self.encoded_ids[1 if self.guidance == "uncond" else 0].shape[1] if self.encoded_ids else n_tokens
+        if self.architecture.text_window == "tail" and n_tokens is not None and encoded > n_tokens:
+            tokens = PromptTokens.from_pipeline(self.pipe, texts, self.architecture.text, encoded).tail(encoded, n_tokens)
+        else:
+            tokens = PromptTokens.from_pipeline(self.pipe, texts, self.architecture.text, n_tokens)
         return self._labelled(maps, layers, tokens, len(texts), self.store.keep_heads)
 
     def concept_maps(self, prompts: Sequence[str] | None = None, softmax: bool = True) -> AttentionMaps:

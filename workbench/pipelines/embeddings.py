@@ -7,7 +7,8 @@ torch.load(weights_only=True), `.safetensors` through safetensors):
   / `.bin`), which is also the layout of ConceptExpress (`learned_embeds_final.bin`, several
   tokens) and AttenCraft (`<new1>.bin`);
 - AUTOMATIC1111 `.pt`: {"string_to_param": {"*": (n, d)}, "string_to_token": ..., "name": ...};
-- kohya: {"emb_params": (n, d)}, SDXL {"clip_l": (n, 768), "clip_g": (n, 1280)}.
+- kohya: {"emb_params": (n, d)}, SDXL {"clip_l": (n, 768), "clip_g": (n, 1280)}, SD3
+  {"clip_l", "clip_g", "t5xxl": (n, 4096)}, Flux {"clip_l", "t5xxl"}.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from tokenizers import AddedToken
 
 from .tensor_files import read_tensor_file
 
-# SDXL files name their encoders by CLIP model; pipelines name them by attribute.
-SDXL_ENCODERS = {"clip_l": "text_encoder", "clip_g": "text_encoder_2"}
+# kohya's SDXL, SD3 and Flux files name their encoders by model; pipelines name them by
+# attribute. T5 is text_encoder_3 in SD3 and text_encoder_2 in Flux: "t5" is resolved on insertion.
+ENCODER_KEYS = {"clip_l": "text_encoder", "clip_g": "text_encoder_2", "t5xxl": "t5"}
+TEXT_ENCODERS = ("text_encoder", "text_encoder_2", "text_encoder_3")
 
 
 class EmbeddingFileError(ValueError):
@@ -87,8 +90,8 @@ def _read_words(path: Path, token: str | None) -> list[LearnedWord]:
         return [LearnedWord(str(name), _as_matrix(path, "string_to_param", next(iter(params.values()))))]
     if "emb_params" in raw:  # kohya, SD 1.x / 2.x
         return [LearnedWord(default, _as_matrix(path, "emb_params", raw["emb_params"]))]
-    if set(raw) & set(SDXL_ENCODERS):  # kohya / A1111, SDXL
-        return [LearnedWord(default, _as_matrix(path, key, raw[key]), SDXL_ENCODERS[key]) for key in SDXL_ENCODERS if key in raw]
+    if set(raw) & set(ENCODER_KEYS):  # kohya / A1111, SDXL, SD3, Flux
+        return [LearnedWord(default, _as_matrix(path, key, raw[key]), ENCODER_KEYS[key]) for key in ENCODER_KEYS if key in raw]
     tensors = {k: v for k, v in raw.items() if isinstance(v, torch.Tensor)}
     if tensors and len(tensors) == len(raw):  # diffusers / ConceptExpress / AttenCraft
         if token and len(tensors) == 1:
@@ -111,7 +114,15 @@ def tokenizer_of(pipe, encoder: str):
 
 
 def _text_encoders(pipe) -> list[str]:
-    return [name for name in ("text_encoder", "text_encoder_2") if getattr(pipe, name, None) is not None]
+    return [name for name in TEXT_ENCODERS if getattr(pipe, name, None) is not None]
+
+
+def _resolved(pipe, word: LearnedWord) -> LearnedWord:
+    """The word with "t5" replaced by the attribute of the pipeline's T5 encoder (if it has one)."""
+    if word.encoder != "t5":
+        return word
+    t5 = [name for name in _text_encoders(pipe) if type(getattr(pipe, name)).__name__.startswith("T5")]
+    return replace(word, encoder=t5[0] if t5 else "a T5 text encoder")
 
 
 def _check_fits(pipe, words: list[LearnedWord]) -> None:
@@ -146,7 +157,7 @@ def _check_fits(pipe, words: list[LearnedWord]) -> None:
             raise EmbeddingFileError(
                 f"the word {token!r}{f' (from {source})' if source else ''} has vectors for {', '.join(sorted(have))} but this "
                 f"{type(pipe).__name__} encodes prompts with {', '.join(encoders)}; a word needs vectors for every text encoder "
-                "(SDXL files hold clip_l and clip_g)"
+                "(SDXL files hold clip_l and clip_g; SD3's also t5xxl; Flux's clip_l and t5xxl)"
             )
 
 
@@ -162,6 +173,7 @@ def insert_embeddings(pipe, words: list[LearnedWord]) -> dict[str, list[int]]:
             and both sizes), an encoder the pipeline lacks, a word missing an encoder the
             pipeline has (SDXL), or a token the tokenizer already has.
     """
+    words = [_resolved(pipe, word) for word in words]
     _check_fits(pipe, words)
     placed: dict[str, list[int]] = {}
     for word in words:

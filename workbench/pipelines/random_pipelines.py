@@ -26,8 +26,8 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-Family = Literal["sd15", "sd2", "sdxl", "pixart", "sd3", "flux"]
-FAMILIES: tuple[str, ...] = ("sd15", "sd2", "sdxl", "pixart", "sd3", "flux")
+Family = Literal["sd15", "sd2", "sdxl", "pixart", "sd3", "flux", "sana"]
+FAMILIES: tuple[str, ...] = ("sd15", "sd2", "sdxl", "pixart", "sd3", "flux", "sana")
 TokenizerKind = Literal["char", "bpe"]
 
 # What the BPE tokenizer's merges are learned from: words of typical prompts, punctuation too.
@@ -126,7 +126,9 @@ def build_random_pipeline(
             "pixart" (a transformer denoiser with cross-attention, a T5 text encoder) or
             "sd3" (joint-attention transformer, CLIP-L, CLIP-G and T5 text encoders) or
             "flux" (double- and single-stream blocks with rotary positions, packed latents,
-            T5 tokens and CLIP's pooled vector).
+            T5 tokens and CLIP's pooled vector) or "sana" (linear self-attention and
+            cross-attention blocks on a deep-compression autoencoder's latents, a Gemma 2
+            encoder whose tokenizer starts with <bos>).
         folder: where the tokenizer files are written.
         width: channels of the first UNet block (SD 1.5 itself has 320).
         layers_per_block: resnet/attention layers per block (SD has 2).
@@ -149,6 +151,8 @@ def build_random_pipeline(
         return _sd3(Path(folder), width, sample_size, write_tokenizer)
     if family == "flux":
         return _flux(Path(folder), width, write_tokenizer)
+    if family == "sana":
+        return _sana(Path(folder), width, sample_size)
     tokenizer = write_tokenizer(Path(folder) / "tokenizer_source")
     text_width = 32
     vae = _vae(32)
@@ -189,19 +193,26 @@ def build_random_pipeline(
     )
 
 
-def write_unigram_tokenizer(folder: str | Path, max_length: int = 32, corpus: tuple[str, ...] = PROMPT_CORPUS):
-    """A T5 tokenizer (SentencePiece-style unigram, `▁` word starts, `</s>` at the end) learned
-    on `corpus`, written to `folder`; words it has not seen split into pieces."""
+def _unigram_learner(corpus: tuple[str, ...], specials: list[str]):
+    """A SentencePiece-style unigram tokenizer (`▁` word starts) learned on `corpus`."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from tokenizers.processors import TemplateProcessing
-    from transformers import T5TokenizerFast
 
     learner = Tokenizer(models.Unigram())
     learner.pre_tokenizer = pre_tokenizers.Metaspace()
     learner.decoder = decoders.Metaspace()
     letters = "abcdefghijklmnopqrstuvwxyz"
     learner.train_from_iterator(list(corpus) * 4, trainers.UnigramTrainer(
-        vocab_size=200, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", initial_alphabet=list(letters + ",.!?-<>'")))
+        vocab_size=200, special_tokens=specials, unk_token="<unk>", initial_alphabet=list(letters + ",.!?-<>':")))
+    return learner
+
+
+def write_unigram_tokenizer(folder: str | Path, max_length: int = 32, corpus: tuple[str, ...] = PROMPT_CORPUS):
+    """A T5 tokenizer (SentencePiece-style unigram, `▁` word starts, `</s>` at the end) learned
+    on `corpus`, written to `folder`; words it has not seen split into pieces."""
+    from tokenizers.processors import TemplateProcessing
+    from transformers import T5TokenizerFast
+
+    learner = _unigram_learner(corpus, ["<pad>", "</s>", "<unk>"])
     learner.post_processor = TemplateProcessing(single="$A </s>", special_tokens=[("</s>", learner.token_to_id("</s>"))])
     tokenizer = T5TokenizerFast(tokenizer_object=learner, eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
                                 extra_ids=0, model_max_length=max_length)
@@ -272,6 +283,49 @@ def _flux(folder: Path, width: int, write_tokenizer) -> DiffusionPipeline:
         text_encoder=_text_encoder(tokenizer, text_width, "quick_gelu"), tokenizer=tokenizer,
         text_encoder_2=encoder_2, tokenizer_2=tokenizer_2,
     )
+
+
+def write_gemma_like_tokenizer(folder: str | Path, max_length: int = 300, corpus: tuple[str, ...] = PROMPT_CORPUS):
+    """A Gemma-like tokenizer (unigram pieces, `<bos>` first, no end token) written to `folder`."""
+    from tokenizers.processors import TemplateProcessing
+    from transformers import PreTrainedTokenizerFast
+
+    learner = _unigram_learner(corpus, ["<pad>", "<eos>", "<bos>", "<unk>"])
+    learner.post_processor = TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", learner.token_to_id("<bos>"))])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=learner, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
+                                        unk_token="<unk>", model_max_length=max_length)
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def _sana(folder: Path, width: int, sample_size: int | None) -> DiffusionPipeline:
+    """Sana's architecture: blocks of linear self-attention and cross-attention over the
+    latents of a deep-compression autoencoder, a Gemma 2 text encoder (prompts prefixed with
+    an instruction, the keys cut to the first token and the prompt's tail)."""
+    from diffusers import AutoencoderDC, FlowMatchEulerDiscreteScheduler, SanaPipeline, SanaTransformer2DModel
+    from transformers import Gemma2Config, Gemma2Model
+
+    text_width = 32
+    tokenizer = write_gemma_like_tokenizer(folder / "tokenizer_source")
+    transformer = SanaTransformer2DModel(
+        patch_size=1, in_channels=4, out_channels=4, num_layers=2, num_attention_heads=2, attention_head_dim=width // 2,
+        num_cross_attention_heads=2, cross_attention_head_dim=width // 2, cross_attention_dim=width, caption_channels=text_width,
+        sample_size=sample_size or 32,
+    )
+    vae = AutoencoderDC(
+        in_channels=3, latent_channels=4, attention_head_dim=2, encoder_block_types=("ResBlock", "EfficientViTBlock"),
+        decoder_block_types=("ResBlock", "EfficientViTBlock"), encoder_block_out_channels=(8, 8), decoder_block_out_channels=(8, 8),
+        encoder_qkv_multiscales=((), (5,)), decoder_qkv_multiscales=((), (5,)), encoder_layers_per_block=(1, 1),
+        decoder_layers_per_block=(1, 1), downsample_block_type="conv", upsample_block_type="interpolate",
+        decoder_norm_types="rms_norm", decoder_act_fns="silu", scaling_factor=0.41407,
+    )
+    encoder = Gemma2Model(Gemma2Config(
+        head_dim=16, hidden_size=text_width, intermediate_size=64, num_attention_heads=2, num_hidden_layers=1, num_key_value_heads=2,
+        vocab_size=len(tokenizer), attn_implementation="eager", pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )).eval()
+    return SanaPipeline(tokenizer=tokenizer, text_encoder=encoder, vae=vae.eval(), transformer=transformer.eval(),
+                        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0))
 
 
 def save_random_pipeline(family: Family, folder: str | Path, **kwargs) -> Path:
