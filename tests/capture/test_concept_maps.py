@@ -86,6 +86,9 @@ def test_the_shapesworld_transformer_takes_concepts_and_a_unet_is_told_to_use_ra
     assert tr.concept_maps().word("square").shape == (32, 32)
     with pytest.raises(ConceptWordError, match="UNet2DConditionModel has none: read its raw cross-attention maps"):
         trace(tiny_shapes_pipeline(), concepts=["circle"])
+    with pytest.raises(ValueError, match="queries='text' .* down.1.0, .* are cross-attention layers, whose text tokens have no queries"):
+        trace(tiny_shapes_pipeline(), queries="text")
+    assert tr.concept_maps().source == "concept outputs"
 
 
 def test_bad_concept_words_are_named(tmp_path):

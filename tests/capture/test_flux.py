@@ -62,7 +62,8 @@ def test_flux_is_traced_bit_identically_double_and_single_stream(flux):
 
 
 @pytest.mark.parametrize("layer", ["block.0", "single.1"])
-def test_flux_probabilities_equal_one_softmax_over_the_whole_rotated_sequence(flux, layer):
+@pytest.mark.parametrize("queries", ["image", "text"])
+def test_flux_probabilities_equal_one_softmax_over_the_whole_rotated_sequence(flux, layer, queries):
     kind, index = layer.split(".")
     blocks = flux.transformer.transformer_blocks if kind == "block" else flux.transformer.single_transformer_blocks
     attn = blocks[int(index)].attn
@@ -73,11 +74,17 @@ def test_flux_probabilities_equal_one_softmax_over_the_whole_rotated_sequence(fl
         generate(flux)
     finally:
         attn.set_processor(original)
-    with trace(flux, layers=layer, steps=[0]) as tr:
+    with trace(flux, layers=layer, steps=[0], queries=queries) as tr:
         generate(flux)
-    found = tr.attention_maps().maps[tr.layers[0].path]  # (2, 32 text keys, 4, 4)
-    expected = recorder.weights[0].mean(1)[:, 32:, :32]  # image queries on text keys, heads averaged
-    assert torch.allclose(found, expected.transpose(1, 2).reshape(2, 32, 4, 4), atol=1e-5)
+    maps = tr.attention_maps()
+    found = maps.maps[tr.layers[0].path]  # (2, 32 text tokens, 4, 4)
+    weights = recorder.weights[0].mean(1)  # (2, 32 text + 16 image queries, 32 text + 16 image keys), heads averaged
+    if queries == "image":  # image queries on text keys
+        expected = weights[:, 32:, :32].transpose(1, 2)
+    else:  # each text query on the image keys
+        expected = weights[:, :32, 32:]
+    assert maps.source == f"{queries} queries"
+    assert torch.allclose(found, expected.reshape(2, 32, 4, 4), atol=1e-5)
 
 
 def test_a_single_stream_layer_asked_for_self_attention_says_what_it_has(flux):

@@ -78,8 +78,7 @@ def test_probabilities_match_the_classic_processor():
     expected = attn.get_attention_scores(q, k).view(3, 2, 12, 5)
     got = []
     wrapper = CaptureProcessor(AttnProcessor(), AttentionLayer("attn", "attn", "cross"), lambda batch: slice(0, batch), lambda layer, p: got.append(p))
-    attn.to_q.register_forward_hook(wrapper.keep_query)
-    attn.to_k.register_forward_hook(wrapper.keep_key)
+    wrapper.hooks(attn)
     attn.set_processor(wrapper)
     attn(hidden, context)
     assert torch.allclose(got[0], expected, atol=1e-6)

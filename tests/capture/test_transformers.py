@@ -86,12 +86,12 @@ def sd3(tmp_path_factory):
 
 
 def test_joint_probabilities_equal_the_text_part_of_one_softmax_over_all_keys(sd3):
-    from workbench.capture.probabilities import joint_text_probabilities
+    from workbench.capture.probabilities import joint_probabilities
 
     attn = sd3.transformer.transformer_blocks[0].attn
     image, text = torch.randn(2, 20, attn.query_dim), torch.randn(2, 7, attn.added_kv_proj_dim)
     with torch.no_grad():
-        found = joint_text_probabilities(attn, attn.to_q(image), attn.to_k(image), attn.add_k_proj(text))
+        found = joint_probabilities(attn, attn.to_q(image), attn.to_k(image), attn.add_k_proj(text))
         heads = lambda x: x.view(2, -1, attn.heads, x.shape[-1] // attn.heads).transpose(1, 2)  # noqa: E731
         norm = lambda f, x: f(x) if f is not None else x  # noqa: E731  (SD3.5 normalises q and k; SD3 does not)
         q, k = norm(attn.norm_q, heads(attn.to_q(image))), norm(attn.norm_k, heads(attn.to_k(image)))

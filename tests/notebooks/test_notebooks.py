@@ -25,6 +25,7 @@ NAMES = [
     "01-diagnosing-concept-leakage.ipynb",
     "02-primary-vs-auxiliary-words.ipynb",
     "03-tcav.ipynb",
+    "04-transformers-and-concept-maps.ipynb",
 ]
 CELL_TIMEOUT_S = 600
 # The packages a notebook may import from; names used from them must be in their __all__.
@@ -41,6 +42,11 @@ def missing_requirement(name: str) -> str | None:
         return (
             f"notebook {name} needs the trained word encoder, and {data_dir() / 'shapes-encoder'} is missing "
             "(train it with `workbench world train-encoder --out DIR --export-to data/shapes-encoder`)"
+        )
+    if name.startswith("04-") and not (data_dir() / "shapes-transformer").exists():
+        return (
+            f"notebook {name} needs the ShapesWorld transformer, and {data_dir() / 'shapes-transformer'} is missing "
+            "(train it with `workbench world train --denoiser transformer --out DIR --export-to data/shapes-transformer`)"
         )
     return None
 

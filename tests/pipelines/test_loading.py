@@ -68,3 +68,18 @@ def test_embedded_worlds_are_found_through_their_entry_point(tiny_shapes, tiny_s
     assert world_of(tiny_shapes) is world and world_of(load_pipeline(tiny_sd_dir)) is None
     assert pipeline_class("ShapesPipeline") is ShapesPipeline and pipeline_class("StableDiffusionPipeline") is None
     assert world.token_kind("red") == "color" and world.token_kind("striped") == "background" and world.token_kind("a") == "other"
+
+
+def test_the_shapesworld_transformer_saves_loads_and_belongs_to_its_world(tmp_path):
+    from workbench.shapesworld.models import ShapesTransformerPipeline
+    from workbench.worlds import world_of
+
+    from ..shapes_fixtures import tiny_shapes_transformer
+
+    pipe = tiny_shapes_transformer()
+    pipe.save_pretrained(tmp_path)
+    loaded = load_pipeline(tmp_path)
+    assert isinstance(loaded, ShapesTransformerPipeline) and world_of(loaded).name == "ShapesWorld"
+    loaded.set_progress_bar_config(disable=True)
+    run = lambda p: p(["a small blue square on a white background"], num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np").images  # noqa: E731
+    assert np.array_equal(run(pipe), run(loaded))

@@ -1,6 +1,7 @@
 """Capture: attention maps (and activations) from a diffusers pipeline, without changing its output."""
 
 from .activations import Activations
+from .concept_maps import ConceptWordError
 from .architectures import ARCHITECTURES, AttentionLayer, LayerSelectionError, attention_layers
 from .localisation import UnsupervisedMasks, cluster_self_attention, unsupervised_masks
 from .maps import AttentionMaps, PromptTokens
@@ -14,6 +15,7 @@ __all__ = [
     "AttentionLayer",
     "AttentionMaps",
     "CaptureMemoryError",
+    "ConceptWordError",
     "LayerSelectionError",
     "PromptTokens",
     "Trace",

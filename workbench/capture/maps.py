@@ -114,6 +114,10 @@ class AttentionMaps:
     heads_kept: bool
     guidance: str
     images_per_prompt: int = 1
+    # what a value is: "image queries" (an image position's attention on the word's keys),
+    # "text queries" (the word's attention on the image positions, joint attention only) or
+    # "concept outputs" (concept maps in attention-output space, a distribution over concepts)
+    source: str = "image queries"
     _resampled: dict = field(default_factory=dict, repr=False)
 
     # --- selection ---------------------------------------------------------------------
@@ -293,6 +297,7 @@ class AttentionMaps:
             "heads_kept": self.heads_kept,
             "guidance": self.guidance,
             "images_per_prompt": self.images_per_prompt,
+            "source": self.source,
         }
         with atomic_path(path) as tmp:
             save_file({k: v.contiguous() for k, v in self.maps.items()}, str(tmp), metadata={"workbench": json.dumps(meta)})
@@ -331,4 +336,5 @@ class AttentionMaps:
             heads_kept=meta["heads_kept"],
             guidance=meta["guidance"],
             images_per_prompt=meta.get("images_per_prompt", 1),
+            source=meta.get("source", "image queries"),
         )

@@ -64,31 +64,42 @@ def _split_rotary(rotary, n_text: int) -> tuple[tuple | None, tuple | None]:
 JOINT_CHUNK = 1024  # image queries per chunk: bounds the (queries x all keys) scores held at once
 
 
-def joint_text_probabilities(attn, query: torch.Tensor, key: torch.Tensor, added_key: torch.Tensor, rotary=None) -> torch.Tensor:
+def joint_probabilities(attn, query: torch.Tensor, key: torch.Tensor, added_key: torch.Tensor, rotary=None,
+                        added_query: torch.Tensor | None = None) -> torch.Tensor:
     """Joint attention's image-query -> text-key probabilities in float32, (batch, heads,
     image queries, text keys), the softmax taken over the whole joint key sequence (image and
     text keys) as the model does, from the projected image query and key (batch, tokens, inner)
     and the projected text key (`add_k_proj`'s output, batch, text tokens, inner); `rotary`:
-    the layer's (cos, sin) over the text then the image positions (Flux), if it has one."""
-    q, k, t = _normed_heads(attn, query, "norm_q"), _normed_heads(attn, key, "norm_k"), _normed_heads(attn, added_key, "norm_added_k")
+    the layer's (cos, sin) over the text then the image positions (Flux), if it has one.
+    Given the projected text query (`add_q_proj`'s output), the text-query -> image-key
+    probabilities instead, (batch, heads, text queries, image keys)."""
+    k, t = _normed_heads(attn, key, "norm_k"), _normed_heads(attn, added_key, "norm_added_k")
     text_rotary, image_rotary = _split_rotary(rotary, t.shape[2])
-    if rotary is not None:
-        q, k, t = rotate(q, image_rotary), rotate(k, image_rotary), rotate(t, text_rotary)
-    return text_share(q, k, t)
+    turn = (lambda x, part: rotate(x, part)) if rotary is not None else (lambda x, part: x)  # noqa: E731
+    k, t = turn(k, image_rotary), turn(t, text_rotary)
+    if added_query is not None:
+        return text_share(turn(_normed_heads(attn, added_query, "norm_added_q"), text_rotary), t, k)
+    return text_share(turn(_normed_heads(attn, query, "norm_q"), image_rotary), k, t)
 
 
-def single_stream_text_probabilities(attn, query: torch.Tensor, key: torch.Tensor, n_text: int, rotary=None) -> torch.Tensor:
-    """The same probabilities for an attention over one [text; image] sequence (Flux's
-    single-stream blocks): query and key (batch, text + image tokens, inner) as projected."""
+def single_stream_probabilities(attn, query: torch.Tensor, key: torch.Tensor, n_text: int, rotary=None,
+                                text_queries: bool = False) -> torch.Tensor:
+    """The same for an attention over one [text; image] sequence (Flux's single-stream blocks):
+    query and key (batch, text + image tokens, inner) as projected; `text_queries` for the
+    text-query -> image-key probabilities."""
     q, k = _normed_heads(attn, query, "norm_q"), _normed_heads(attn, key, "norm_k")
     if rotary is not None:
         q, k = rotate(q, rotary), rotate(k, rotary)
-    return text_share(q[:, :, n_text:], k[:, :, n_text:], k[:, :, :n_text])
+    text, image = k[:, :, :n_text], k[:, :, n_text:]
+    if text_queries:
+        return text_share(q[:, :, :n_text], text, image)
+    return text_share(q[:, :, n_text:], image, text)
 
 
 def text_share(q: torch.Tensor, k: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """softmax over [image keys k; text keys t] of q's scaled scores, text part only, float32;
-    q, k, t: (batch, heads, tokens, head_dim) as the layer uses them. Chunked over queries."""
+    """softmax over [keys k; keys t] of q's scaled scores, the t part only, float32 (batch,
+    heads, queries, t keys); q, k, t: (batch, heads, tokens, head_dim) as the layer uses them.
+    Chunked over queries."""
     q, k, t = q.float() * (1.0 / math.sqrt(q.shape[-1])), k.float(), t.float()
     parts = []
     for start in range(0, q.shape[2], JOINT_CHUNK):

@@ -12,13 +12,13 @@ from __future__ import annotations
 import functools
 import math
 from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Literal, Sequence
 
 import torch
 
 from torch import nn
 
-from .probabilities import attention_probabilities, joint_text_probabilities, single_stream_text_probabilities
+from .probabilities import attention_probabilities, joint_probabilities, single_stream_probabilities
 from .architectures import AttentionLayer
 
 
@@ -41,9 +41,12 @@ def spatial_shape(latent_hw: tuple[int, int], n_queries: int) -> tuple[int, int]
 class CaptureProcessor:
     """Attention processor that defers to `original` and reports probabilities to `sink`.
 
-    `sink(layer, attn, probabilities, n_queries)` receives float32 (rows, heads, queries, keys).
+    `sink(layer, probabilities)` receives float32 (rows, heads, image queries, text keys), or for
+    `queries="text"` on joint and single-stream layers each text query's probabilities on the
+    image keys, transposed to the same layout (rows, heads, image keys, text queries).
     `rows()` says which batch rows to capture (None: this call is not captured);
     `text_tokens()` how many text tokens lead a single-stream layer's sequence.
+    Forward hooks on the layer's projections (`hooks()`) keep their outputs in `seen`.
     """
 
     def __init__(
@@ -53,47 +56,55 @@ class CaptureProcessor:
         rows: Callable[[int], slice | None],
         sink: Callable[[AttentionLayer, torch.Tensor], None],
         text_tokens: Callable[[], int | None] = lambda: None,
+        queries: Literal["image", "text"] = "image",
     ):
         self.original = original
         self.layer = layer
         self.rows = rows
         self.sink = sink
         self.text_tokens = text_tokens
+        self.queries = queries
+        self.seen: dict[str, torch.Tensor] = {}
         # diffusers hands a processor only the keyword arguments its __call__ names: name the original's
         self.__call__ = functools.wraps(original.__call__)(functools.partial(CaptureProcessor.__call__, self))
-        self.query: torch.Tensor | None = None
-        self.key: torch.Tensor | None = None
-        self.added_key: torch.Tensor | None = None  # joint attention's text keys (add_k_proj)
 
-    # Forward hooks on attn.to_q / attn.to_k (and add_k_proj) store the projections here.
-    def keep_query(self, module, inputs, output) -> None:
-        self.query = output
+    def projections(self, attn) -> list[str]:
+        """The projections whose outputs the probabilities need."""
+        names = ["to_q", "to_k"]
+        if self.layer.stream == "joint":
+            names += ["add_k_proj"] + (["add_q_proj"] if self.queries == "text" else [])
+        return names
 
-    def keep_key(self, module, inputs, output) -> None:
-        self.key = output
-
-    def keep_added_key(self, module, inputs, output) -> None:
-        self.added_key = output
+    def hooks(self, attn) -> list:
+        """Register the projection hooks on the layer `attn`; returns their handles."""
+        def keep(name):
+            def hook(module, inputs, output):
+                self.seen[name] = output
+            return hook
+        return [getattr(attn, name).register_forward_hook(keep(name)) for name in self.projections(attn)]
 
     def __call__(self, attn, hidden_states, *args, **kwargs):
-        self.query = self.key = self.added_key = None
+        self.seen = {}
         output = self.original(attn, hidden_states, *args, **kwargs)  # exactly as called
-        query, key, added_key = self.query, self.key, self.added_key
-        self.query = self.key = self.added_key = None
-        if query is None or key is None:
+        seen, self.seen = self.seen, {}
+        if "to_q" not in seen or "to_k" not in seen:
             return output
-        rows = self.rows(query.shape[0])
+        rows = self.rows(seen["to_q"].shape[0])
         if rows is None:
             return output
+        seen = {name: value[rows] for name, value in seen.items()}
+        query, key = seen["to_q"], seen["to_k"]
         # after (attn, hidden_states): encoder_hidden_states, attention_mask, then Flux's rotary embedding
         attention_mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
         rotary = kwargs.get("image_rotary_emb", args[2] if len(args) > 2 else None) if self.layer.rotary else None
+        text = self.queries == "text"
         if self.layer.stream == "single":
-            self.sink(self.layer, single_stream_text_probabilities(attn, query[rows], key[rows], self.text_tokens(), rotary))
-        elif added_key is not None:  # joint attention: image queries on the text keys, one softmax over all keys
-            self.sink(self.layer, joint_text_probabilities(attn, query[rows], key[rows], added_key[rows], rotary))
+            found = single_stream_probabilities(attn, query, key, self.text_tokens(), rotary, text_queries=text)
+        elif self.layer.stream == "joint":  # image and text keys in one softmax
+            found = joint_probabilities(attn, query, key, seen["add_k_proj"], rotary, seen.get("add_q_proj"))
         else:
-            self.sink(self.layer, attention_probabilities(attn, query[rows], key[rows], attention_mask, rows))
+            found = attention_probabilities(attn, query, key, attention_mask, rows)
+        self.sink(self.layer, found.transpose(-1, -2) if text else found)
         return output
 
 
@@ -104,6 +115,7 @@ def capturing(
     rows: Callable[[int], slice | None],
     sink: Callable[[AttentionLayer, torch.Tensor], None],
     text_tokens: Callable[[], int | None] = lambda: None,
+    queries: Literal["image", "text"] = "image",
 ) -> Iterator[None]:
     """Wrap each of `layers`' processors in a CaptureProcessor (with its query/key hooks) inside
     the block; the denoiser's own processors come back on exit, also after an exception.
@@ -120,13 +132,11 @@ def capturing(
             if path not in wanted:
                 processors[key] = original
                 continue
-            wrapper = CaptureProcessor(original, wanted[path], rows, sink, text_tokens)
+            layer = wanted[path]
+            reads = queries if layer.stream in ("joint", "single") else "image"
+            wrapper = CaptureProcessor(original, layer, rows, sink, text_tokens, reads)
             processors[key] = wrapper
-            module = named[path]
-            handles.append(module.to_q.register_forward_hook(wrapper.keep_query))
-            handles.append(module.to_k.register_forward_hook(wrapper.keep_key))
-            if getattr(module, "add_k_proj", None) is not None:
-                handles.append(module.add_k_proj.register_forward_hook(wrapper.keep_added_key))
+            handles += wrapper.hooks(named[path])
         denoiser.set_attn_processor(processors)
         yield
     finally:

@@ -56,6 +56,9 @@ class Trace:
         concepts: words (in the prompt or not) whose concept maps in attention-output space
             to compute at the selected joint-attention layers (ConceptAttention; SD3 and
             Flux's double-stream blocks); the generation stays bit-identical.
+        queries: on joint-attention and single-stream layers, read "image" queries on the
+            words' keys (the heat maps, default) or the words' own "text" queries on the image
+            keys (each word's attention over the image).
 
     After the block, ask it for `attention_maps()` (and `activations()`, `concept_maps()`).
 
@@ -80,6 +83,7 @@ class Trace:
         pool: Pool = "mean",
         memory_fraction: float = 0.8,
         concepts: Sequence[str] | None = None,
+        queries: Literal["image", "text"] = "image",
     ):
         if heads not in ("mean", "keep"):
             raise ValueError(f"heads must be 'mean' or 'keep', got {heads!r}")
@@ -99,6 +103,16 @@ class Trace:
             resolve_module(pipe, name)  # fail before generating, naming what exists
         if not self.layers and not self.modules:
             raise ValueError("nothing to capture: layers, self_layers and modules select nothing")
+        if queries not in ("image", "text"):
+            raise ValueError(f"queries must be 'image' or 'text', got {queries!r}")
+        self.queries = queries
+        if queries == "text":
+            separate = [layer.short for layer in self.layers if layer.kind == "cross" and layer.stream not in ("joint", "single")]
+            if separate:
+                raise ValueError(
+                    f"queries='text' reads the words' queries on image keys, which only joint-attention and single-stream layers "
+                    f"have; {', '.join(separate)} are cross-attention layers, whose text tokens have no queries"
+                )
         self.concepts = [concepts] if isinstance(concepts, str) else list(concepts or [])
         self.concept_layers = self._concept_layers(all_layers) if self.concepts else []
         # encoded now (before the text encoder is hooked: not a prompt of the traced call), so bad words fail here
@@ -242,7 +256,7 @@ class Trace:
             tokens = PromptTokens.from_pipeline(self.pipe, texts, self.architecture.text, encoded).tail(encoded, n_tokens)
         else:
             tokens = PromptTokens.from_pipeline(self.pipe, texts, self.architecture.text, n_tokens)
-        return self._labelled(maps, layers, tokens, len(texts), self.store.keep_heads)
+        return self._labelled(maps, layers, tokens, len(texts), self.store.keep_heads, f"{self.queries} queries")
 
     def concept_maps(self, prompts: Sequence[str] | None = None, softmax: bool = True) -> AttentionMaps:
         """The concept maps in attention-output space, labelled with the concept words (one
@@ -267,9 +281,10 @@ class Trace:
         rows = next(iter(maps.values())).shape[0]
         texts = self._prompt_texts(prompts, rows)
         layers = [layer for layer in self.concept_layers if layer.path in maps]
-        return self._labelled(maps, layers, concept_tokens(texts, self.concepts), len(texts), heads_kept=False)
+        return self._labelled(maps, layers, concept_tokens(texts, self.concepts), len(texts), False, "concept outputs")
 
-    def _labelled(self, maps: dict, layers: list[AttentionLayer], tokens: PromptTokens, n_texts: int, heads_kept: bool) -> AttentionMaps:
+    def _labelled(self, maps: dict, layers: list[AttentionLayer], tokens: PromptTokens, n_texts: int, heads_kept: bool,
+                  source: str) -> AttentionMaps:
         rows = next(iter(maps.values())).shape[0]
         scale = getattr(self.pipe, "vae_scale_factor", 1) * self.architecture.packed
         return AttentionMaps(
@@ -283,6 +298,7 @@ class Trace:
             heads_kept=heads_kept,
             guidance=self.guidance,
             images_per_prompt=rows // n_texts,
+            source=source,
         )
 
     def _prompt_texts(self, prompts: Sequence[str] | None, rows: int) -> list[str]:
@@ -322,7 +338,7 @@ class Trace:
                 self.stream = ConceptStream(self.denoiser, joint, self.concept_layers, self.concept_embeddings, lambda: self._rows, self._concept_sink)
                 for handle in self.stream.hooks():
                     self._hooks.callback(handle.remove)
-            self._hooks.enter_context(capturing(self.denoiser, self.layers, lambda batch: self._rows, self._sink, lambda: self.text_length))
+            self._hooks.enter_context(capturing(self.denoiser, self.layers, lambda batch: self._rows, self._sink, lambda: self.text_length, self.queries))
             self.recorders = self._hooks.enter_context(recording_prompts(self.pipe))
             self._hooks.callback(self.denoiser.register_forward_pre_hook(self._on_denoiser, with_kwargs=True).remove)
             for handle in register(self.pipe, self.modules, self.recorder):
