@@ -29,11 +29,13 @@ def test_the_wheel_carries_the_embedded_world_and_its_entry_point(wheel):
         names = set(archive.namelist())
         entry_points = next(archive.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "workbench/shapesworld/trained/shapes/model_index.json" in names
+    assert "workbench/shapesworld/trained/shapes-transformer/model_index.json" in names
     assert "workbench/shapesworld/trained/shapes-classifier/model.safetensors" in names
     assert {"workbench/shapesworld/shipped_probes/concept-leakage.toml", "workbench/shapesworld/shipped_probes/tcav.toml"} <= names
     assert "[workbench.worlds]" in entry_points and "workbench.shapesworld.embedded:WORLD" in entry_points
     assert not [n for n in names if n.startswith(("tests/", "benchmarks/", "checkpoints/"))]
     assert wheel.stat().st_size < 40 * 2**20
+    assert sum(f.stat().st_size for f in (ROOT / "data").rglob("*") if f.is_file()) < 40 * 2**20  # all embedded models
 
 
 def test_an_unpacked_wheel_loads_its_model_and_probes_from_any_folder(wheel, tmp_path):

@@ -118,3 +118,17 @@ def test_a_flux_folder_runs_a_probe_of_concept_maps_and_bad_concepts_are_refused
     assert not (tmp_path / "bad").exists()
     with pytest.raises(ProbeError, match='maps = "output" scores concept maps; name them with concepts'):
         parse_probe(head + '[attention]\nmaps = "output"\n', "p.toml")
+
+
+def test_concept_maps_per_step_average_to_the_streamed_ones():
+    pipe = tiny_shapes_transformer()
+    run = lambda **options: pipe(["a red circle on a gray background"], num_inference_steps=3,  # noqa: E731
+                                 generator=torch.Generator().manual_seed(0), **options)
+    with trace(pipe, concepts=["circle", "red"], per_step=True) as stepped:
+        run()
+    with trace(pipe, concepts=["circle", "red"]) as streamed:
+        run()
+    per_step = stepped.concept_maps(softmax=False)
+    layer = per_step.layers[0].path
+    assert per_step.maps[layer].shape == (1, 3, 2, 16, 16)  # image, step, concept, y, x
+    assert torch.allclose(per_step.maps[layer].mean(1), streamed.concept_maps(softmax=False).maps[layer], atol=1e-5)

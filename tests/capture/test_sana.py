@@ -43,3 +43,15 @@ def test_sana_is_traced_bit_identically_with_the_prompt_words_in_the_kept_keys(s
 def test_sanas_linear_self_attention_is_refused_with_the_reason(sana):
     with pytest.raises(LayerSelectionError, match="linear attention .*no attention probabilities"):
         trace(sana, self_layers="all")
+
+
+def test_a_saved_sana_folder_loads_and_traces_the_same(sana, tmp_path):
+    from workbench.pipelines.loading import load_pipeline
+
+    sana.save_pretrained(tmp_path)
+    loaded = load_pipeline(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    with trace(loaded) as tr:
+        images = generate(loaded)
+    assert np.array_equal(images, generate(sana))
+    assert tr.attention_maps().word("garden", prompt=1).shape == (64, 64)

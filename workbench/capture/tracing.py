@@ -251,7 +251,8 @@ class Trace:
         cross = [layer.path for layer in self.layers if layer.kind == "cross" and layer.path in maps]
         n_tokens = maps[cross[0]].shape[-3] if cross else None
         layers = [layer for layer in self.layers if layer.path in self.store.shapes]
-        encoded = self.encoded_ids[1 if self.guidance == "uncond" else 0].shape[1] if self.encoded_ids else n_tokens
+        call = 1 if self.guidance == "uncond" else 0  # the text encoder's call that gave these maps' text
+        encoded = self.encoded_ids[call].shape[1] if call < len(self.encoded_ids) else n_tokens
         if self.architecture.text_window == "tail" and n_tokens is not None and encoded > n_tokens:
             tokens = PromptTokens.from_pipeline(self.pipe, texts, self.architecture.text, encoded).tail(encoded, n_tokens)
         else:
