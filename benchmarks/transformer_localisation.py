@@ -6,7 +6,8 @@ DAAM's protocol (min-max normalise, threshold 0.4, IoU against the colour segmen
 generated image) for colour, shape and background words, with
 - raw maps: the image queries' attention on the word's text keys (softmax over all keys);
 - concept maps (ConceptAttention): the colour, shape and background names as concepts, one-way
-  through every joint block, scored in attention-output space, softmax over the concepts;
+  through every joint block, scored in attention-output space, softmax over the concepts (and,
+  as a variant, the raw scores without the softmax);
 - concepts not in the prompt: one-object captions with the shape word left out ("a large red
   on a gray background"); the drawn shape is named by the shipped classifier, and its concept
   map is scored against the drawn object (raw maps have no key for a word that is not there).
@@ -19,6 +20,7 @@ seed and protocol, its finest layers) stand beside them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from collections import defaultdict
@@ -67,10 +69,27 @@ def targets(caption: str, image: np.ndarray) -> list[tuple[str, str, int, np.nda
     return found
 
 
-def generate(pipe, captions: list[str], args, generator) -> tuple[np.ndarray, object, object]:
+GROUPS = [list(COLORS), list(SHAPES), list(BACKGROUNDS)]  # concepts that name the same factor
+
+
+def within_factors(scores):
+    """Concept maps with the softmax taken among the concepts of each factor (colours compete
+    with colours, shapes with shapes), from the raw scores (rows, concept, y, x) per layer."""
+    index = [[CONCEPTS.index(c) for c in group] for group in GROUPS]
+    maps = {}
+    for path, values in scores.maps.items():
+        out = torch.empty_like(values)
+        for group in index:
+            out[:, group] = values[:, group].softmax(dim=1)
+        maps[path] = out
+    return dataclasses.replace(scores, maps=maps, _resampled={})
+
+
+def generate(pipe, captions: list[str], args, generator) -> tuple[np.ndarray, object, object, object]:
+    """Images, raw maps, concept maps (softmax over the concepts) and concept scores (no softmax)."""
     with trace(pipe, layers="all", concepts=CONCEPTS) as tr:
         images = pipe(captions, num_inference_steps=args.steps, guidance_scale=args.guidance, generator=generator, output_type="np").images
-    return images, tr.attention_maps(), tr.concept_maps()
+    return images, tr.attention_maps(), tr.concept_maps(), tr.concept_maps(softmax=False)
 
 
 def without_shape(caption: str) -> str:
@@ -99,11 +118,14 @@ def main() -> None:
     captions = [s.caption for s in sample_scenes(args.n, seed=args.seed, split="test")]
     for start in tqdm(range(0, len(captions), args.batch), desc="in the prompt"):
         batch = captions[start : start + args.batch]
-        images, raw, concepts = generate(pipe, batch, args, generator)
+        images, raw, concepts, unnormalised = generate(pipe, batch, args, generator)
+        grouped = within_factors(unnormalised)
         for p, (caption, image) in enumerate(zip(batch, images)):
             for role, word, occurrence, mask, union in targets(caption, image):
                 scores["raw"][role].append(thresholded_iou(raw.word(word, prompt=p, occurrence=occurrence, size=mask.shape), mask))
                 scores["output"][role].append(thresholded_iou(concepts.word(word, prompt=p, size=mask.shape), union))
+                scores["output, no softmax"][role].append(thresholded_iou(unnormalised.word(word, prompt=p, size=mask.shape), union))
+                scores["output, softmax within the factor"][role].append(thresholded_iou(grouped.word(word, prompt=p, size=mask.shape), union))
                 for layer in concepts.layers:
                     by_block[f"raw {layer.short}"][role].append(
                         thresholded_iou(raw.word(word, prompt=p, occurrence=occurrence, layers=layer.short, size=mask.shape), mask))
@@ -116,7 +138,7 @@ def main() -> None:
     drawn_shapes: list[str] = []
     for start in tqdm(range(0, len(absent), args.batch), desc="not in the prompt"):
         batch = absent[start : start + args.batch]
-        images, _, concepts = generate(pipe, batch, args, generator)
+        images, _, concepts, _ = generate(pipe, batch, args, generator)
         for p, (caption, image) in enumerate(zip(batch, images)):
             factors = parse_caption(absent_scenes[start + p].caption)
             mask = object_masks_by_color(segment_by_palette(image), [factors.objects[0].color])[0]
@@ -145,6 +167,8 @@ def main() -> None:
         "concept_miou_background_word": output["background"],
         "concept_miou_shape_not_in_prompt": summary.get("output, not in the prompt", {}).get("shape", float("nan")),
         "concept_minus_raw": {role: output[role] - raw[role] for role in ("color", "shape", "background")},
+        "concept_scores_without_softmax": summary["output, no softmax"],
+        "concept_softmax_within_factor": summary["output, softmax within the factor"],
         "unet_raw": {"color": unet.get("miou_color_words"), "shape": unet.get("miou_shape_words"),
                      "background": unet.get("miou_background_word"), "layers": unet.get("headline_layers")},
         "per_block": {name: {role: mean(v) for role, v in roles.items()} for name, roles in by_block.items()},

@@ -8,6 +8,10 @@ the true renderings of those captions is reported as `judge_on_ground_truth` (it
 
 A quick check of a training run's binding: `--objects 2 --n 64 --pipeline OUT/pipeline
 --out /tmp/quick.json` (about 1.5 minutes on 2 cores).
+
+The ShapesWorld transformer: `--pipeline shapes-transformer --out
+benchmarks/results/world_quality_transformer.json --training checkpoints/shapes-transformer`
+(the training folder's config and log are summarised into the result: steps, seconds, loss).
 """
 
 from __future__ import annotations
@@ -58,6 +62,25 @@ def object_counts(text: str) -> tuple[int, ...]:
     return tuple(int(n) for n in text.split(","))
 
 
+def training_summary(folder: Path) -> dict:
+    """Steps, wall seconds (summed over resumed sessions), final loss and settings of a training run."""
+    config = json.loads((folder / "config.json").read_text())
+    steps: dict[int, dict] = {}
+    for line in (folder / "log.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        steps[entry["step"]] = entry  # a resumed run repeats steps after its last checkpoint: the later entry counts
+    # seconds restart at each resume: add up each session's last time
+    sessions, last = 0.0, 0.0
+    for line in (folder / "log.jsonl").read_text().splitlines():
+        seconds = json.loads(line)["seconds"]
+        if seconds < last:
+            sessions += last
+        last = seconds
+    final = [steps[s]["loss"] for s in sorted(steps)[-100:]]
+    return {"steps": max(steps), "wall_seconds": round(sessions + last), "mean_loss_last_100_steps": float(np.mean(final)),
+            "config": config}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=256, help="generations (held-out captions)")
@@ -67,6 +90,7 @@ def main() -> None:
     parser.add_argument("--pipeline", default="shapes")
     parser.add_argument("--objects", type=object_counts, default=(1, 2), help="object counts to sample, comma-separated (2: two-object scenes only)")
     parser.add_argument("--out", type=Path, default=RESULT)
+    parser.add_argument("--training", type=Path, default=None, help="the model's training folder (config.json, log.jsonl) to summarise")
     args = parser.parse_args()
 
     scenes = sample_scenes(args.n, seed=args.seed, split="test", n_objects=args.objects)
@@ -93,8 +117,10 @@ def main() -> None:
         "by_object_count": by_count,
         "judge_on_ground_truth": truth.to_dict(),
         "goals": {"color_accuracy": 0.90, "background_accuracy": 0.95, "shape_accuracy": 0.85},
-        "settings": {**vars(args), "out": str(args.out), "split": "test (held-out combinations)"},
+        "settings": {**vars(args), "out": str(args.out), "training": str(args.training) if args.training else None,
+                     "split": "test (held-out combinations)"},
         "generation_seconds": round(seconds, 2),
+        **({"training": training_summary(args.training)} if args.training else {}),
         "versions": {"workbench": workbench.__version__, "torch": torch.__version__, "python": platform.python_version()},
     }
     with atomic_path(args.out) as tmp:

@@ -44,7 +44,7 @@ def _train(args: argparse.Namespace) -> None:
     sizes = {"block_out_channels": args.widths, "denoiser": args.denoiser}
     sizes = {key: value for key, value in sizes.items() if value is not None}
     model = ShapesModelConfig(**sizes) if sizes else None
-    path = train_diffusion(args.out, _given(DiffusionTrainingConfig, args), model, export_to=args.export_to)
+    path = train_diffusion(args.out, _given(DiffusionTrainingConfig, args), model, export_to=args.export_to, init_from=args.init_from)
     print(f"pipeline written to {path.resolve()}")
 
 
@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--denoiser", choices=("unet", "transformer"), default=None,
                        help="the denoiser of a fresh run: a UNet (default) or an SD3-style joint-attention transformer")
     train.add_argument("--export-to", default=None, help="where to write the pipeline (default: OUT/pipeline)")
+    train.add_argument("--init-from", default=None,
+                       help="an exported pipeline folder whose weights a fresh run starts from (give its sizes too)")
     train.set_defaults(run=_train)
     classifier = world_commands.add_parser("train-classifier", help="train the ShapesWorld classifier", argument_default=argparse.SUPPRESS)
     classifier.add_argument("--out", required=True, help="output folder")

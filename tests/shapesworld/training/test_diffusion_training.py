@@ -79,3 +79,15 @@ def test_learning_rate_warms_up_then_anneals_linearly_to_zero():
     assert cfg.learning_rate_at(800) == pytest.approx(5e-4)
     assert cfg.learning_rate_at(999) == pytest.approx(1e-3 / 400)
     assert DiffusionTrainingConfig(steps=1000, warmup_steps=1).learning_rate_at(999) == pytest.approx(1e-3)  # no anneal
+
+
+def test_a_fresh_run_starts_from_an_exported_pipelines_weights(tmp_path):
+    first = train_diffusion(tmp_path / "first", CFG, TINY_CONFIG)
+    exported = load_pipeline(first).unet.state_dict()
+    zero_steps = DiffusionTrainingConfig(**{**CFG.__dict__, "steps": 0})
+    again = train_diffusion(tmp_path / "again", zero_steps, TINY_CONFIG, init_from=first)
+    for key, value in load_pipeline(again).unet.state_dict().items():
+        assert torch.equal(value, exported[key]), key
+    wider = ShapesModelConfig.from_dict({**TINY_CONFIG.to_dict(), "block_out_channels": [8, 16, 32]})
+    with pytest.raises(ValueError, match=r"unet.*should have shape.*give the sizes"):
+        train_diffusion(tmp_path / "wider", zero_steps, wider, init_from=first)

@@ -89,17 +89,42 @@ def _model_config(out: Path, requested: ShapesModelConfig | None) -> ShapesModel
     return started
 
 
+def load_exported_weights(modules: dict[str, torch.nn.Module], folder: str | Path) -> None:
+    """Load the weights of an exported pipeline `folder` (safetensors, never pickles) into
+    `modules` (component name -> module of the same sizes)."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    for name, module in modules.items():
+        files = sorted((folder / name).glob("*.safetensors"))
+        if len(files) != 1:
+            raise ValueError(f"{folder / name}: expected one .safetensors file of the exported {name}, found {len(files)}")
+        weights = load_file(files[0])
+        expected = module.state_dict()
+        for key, value in expected.items():
+            if key not in weights or weights[key].shape != value.shape:
+                found = tuple(weights[key].shape) if key in weights else "nothing"
+                raise ValueError(
+                    f"{files[0]}: weight {key!r} should have shape {tuple(value.shape)}, found {found} "
+                    "(give the sizes the exported model was trained with)"
+                )
+        module.load_state_dict({key: weights[key] for key in expected})
+
+
 def train_diffusion(
     out: str | Path,
     cfg: DiffusionTrainingConfig = DiffusionTrainingConfig(),
     model: ShapesModelConfig | None = None,
     export_to: str | Path | None = None,
+    init_from: str | Path | None = None,
 ) -> Path:
     """Train (or resume) and export the EMA pipeline; returns the exported folder.
 
     Writes into `out`: checkpoint.pt (resumable state), log.jsonl (losses per step) and
     pipeline/ (or `export_to`), each replaced atomically at every checkpoint. `model` sizes a
     fresh run (default: ShapesModelConfig()); a resumed run keeps the sizes it started with.
+    `init_from`: an exported pipeline folder whose weights a fresh run starts from (its
+    optimiser state is not kept, so the warm-up runs again); ignored when `out` resumes.
     """
     out = Path(out)
     model = _model_config(out, model)
@@ -122,6 +147,10 @@ def train_diffusion(
         ema_text.load_state_dict(state["ema_text"])
         optimizer.load_state_dict(state["optimizer"])
         start = int(state["step"])
+    elif init_from is not None:
+        load_exported_weights({name: denoiser, "text_encoder": text_encoder}, init_from)
+        ema_denoiser.load_state_dict(denoiser.state_dict())
+        ema_text.load_state_dict(text_encoder.state_dict())
     (out / "config.json").write_text(json.dumps({"training": cfg.__dict__, "model": model.to_dict()}, indent=1))
 
     def save(step: int) -> None:
