@@ -221,3 +221,26 @@ def test_regions_found_without_labels(tmp_path):
     assert np.allclose(per_word.area.sum(), 1.0) and np.allclose(per_word.mass.sum(), 1.0, atol=1e-5)  # the regions tile the image
     assert len(pd.read_parquet(run / "attention" / "localisation.parquet")) == 0
     assert json.loads((run / "run.json").read_text())["model"]["regions"] == "UnsupervisedRegions"
+
+
+def test_tcav_probe_on_an_sd3_folder_reads_its_transformer_blocks(tmp_path, monkeypatch):
+    """A joint-attention transformer in a [tcav] section: the default layers are its early,
+    middle and late blocks; a UNet layer name is refused naming the components it has."""
+    monkeypatch.chdir(tmp_path)
+    pipeline = save_random_pipeline("sd3", tmp_path, sample_size=8)
+    (tmp_path / "cats.txt").write_text("a photo of a cat\na cat on a sofa\na small cat\n")
+    (tmp_path / "pool.txt").write_text("\n".join(f"a photo of thing {i}" for i in range(9)))
+    (tmp_path / "target.py").write_text("def redness(images):\n    return images[:, 0].mean((1, 2)) - images[:, 2].mean((1, 2))\n")
+    head = (f'name = "sd3"\n[model]\npipeline = "{pipeline}"\nsteps = 2\n[inputs]\nprompts = ["a cat"]\n'
+            '[tcav]\ntarget = "target.py:redness"\nconcepts = ["prompts:cats.txt"]\nrandom_pool = "prompts:pool.txt"\n'
+            'explained = "prompts:cats.txt"\nexamples = 3\nrandom_runs = 3\n')
+    (tmp_path / "bad.toml").write_text(head + 'layers = ["unet.mid_block"]\n')
+    with pytest.raises(ProbeError, match=r"\[tcav\] module 'unet.mid_block': the pipeline has no component 'unet'; its components are: .*transformer"):
+        run_probe(Path("bad.toml"), Path("bad"))
+    assert not Path("bad").exists()
+    (tmp_path / "sd3.toml").write_text(head)
+    run = run_probe(Path("sd3.toml"), Path("run"), dashboard=False)
+    scores = pd.read_parquet(run / "tcav" / "scores.parquet")
+    blocks = json.loads((Path(pipeline) / "transformer" / "config.json").read_text())["num_layers"]
+    assert list(scores.layer) == list(dict.fromkeys(f"transformer.transformer_blocks.{i}" for i in (0, blocks // 2, blocks - 1)))
+    assert scores.score.between(0, 1).all()

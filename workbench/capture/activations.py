@@ -51,11 +51,29 @@ def first_tensor(output) -> torch.Tensor:
     raise TypeError(f"cannot find a tensor in a module output of type {type(output).__name__}")
 
 
+# diffusers' joint-attention blocks return (text states, image states); the text half is None
+# after SD3's last block
+IMAGE_SECOND = ("JointTransformerBlock", "FluxTransformerBlock", "FluxSingleTransformerBlock")
+
+
+def module_tensor(module: nn.Module, output) -> torch.Tensor:
+    """What an analysis reads of a module's output: its main tensor, and for a joint-attention
+    block (SD3, Flux) the image states (batch, image tokens, width) rather than the text's."""
+    if type(module).__name__ in IMAGE_SECOND and isinstance(output, tuple) and len(output) == 2:
+        return output[1]
+    return first_tensor(output)
+
+
+def position_dims(tensor: torch.Tensor) -> tuple[int, ...]:
+    """The position dimensions: pixels of (batch, channels, y, x), tokens of (batch, tokens, features)."""
+    return (2, 3) if tensor.ndim == 4 else (1,) if tensor.ndim == 3 else ()
+
+
 def pool_tensor(tensor: torch.Tensor, pool: Pool) -> torch.Tensor:
     """Pool (batch, channels, y, x) over pixels or (batch, tokens, features) over tokens."""
     if pool == "none":
         return tensor
-    dims = tuple(range(2, tensor.ndim)) if tensor.ndim == 4 else (1,) if tensor.ndim == 3 else ()
+    dims = position_dims(tensor)
     if not dims:
         return tensor
     return tensor.mean(dim=dims) if pool == "mean" else tensor.amax(dim=dims)
@@ -103,7 +121,7 @@ class ActivationRecorder:
 
     def hook(self, name: str):
         def keep(module, inputs, output) -> None:
-            tensor = first_tensor(output)
+            tensor = module_tensor(module, output)
             rows = self.rows(name, tensor.shape[0])
             if rows is not None:
                 pooled = pool_tensor(tensor[rows].detach().float(), self.pool)

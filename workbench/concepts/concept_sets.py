@@ -7,7 +7,7 @@ prompt list). Activations are keyed by model, module, concept
 content, timestep and seed, written atomically as safetensors, and reused on the next run.
 
 How each kind of example reaches each kind of layer:
-- denoiser layers ("unet.*"): images go through the pipeline's VAE and are noised to the
+- denoiser layers ("unet.*", "transformer.*"): images go through the pipeline's VAE and are noised to the
   timestep with seeded noise, conditioned on their prompts (the empty prompt when they have
   none); prompt-only examples all see one seeded noise draw at that level on a blank latent,
   so that only their conditioning differs;
@@ -28,11 +28,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..capture.activations import first_tensor, pool_tensor, resolve_module
+from ..capture.activations import module_tensor, pool_tensor, resolve_module
 from ..files import atomic_path
 from ..pipelines.image_input import IMAGE_SUFFIXES, encoder_pixels, image_files
-from .pipeline_io import Conditioning, encode_prompts, predict
-from .targets import DENOISER, model_inputs
+from .pipeline_io import Conditioning, denoiser, encode_prompts, predict
+from .targets import in_denoiser, model_inputs
 
 
 @dataclass(frozen=True)
@@ -118,12 +118,12 @@ def model_fingerprint(pipe) -> str:
     """A cheap identity of the weights: the source folder, a hash of a few parameters, and the
     learned words (their tokens and vectors: inserting a word changes the activations)."""
     digest = hashlib.sha256(str(getattr(pipe, "name_or_path", "")).encode())
-    encoders = [getattr(pipe, name, None) for name in ("text_encoder", "text_encoder_2")]
-    for component in [pipe.unet] + [e for e in encoders if e is not None]:
+    encoders = [getattr(pipe, name, None) for name in ("text_encoder", "text_encoder_2", "text_encoder_3")]
+    for component in [denoiser(pipe)] + [e for e in encoders if e is not None]:
         params = list(component.parameters())
         for p in (params[0], params[-1]):
             digest.update(p.detach().float().cpu().contiguous().numpy().tobytes()[:4096])
-    for name in ("tokenizer", "tokenizer_2"):
+    for name in ("tokenizer", "tokenizer_2", "tokenizer_3"):
         tokenizer = getattr(pipe, name, None)
         if tokenizer is not None:
             digest.update(repr(sorted(tokenizer.get_added_vocab().items())).encode())
@@ -153,7 +153,7 @@ def _forward_until(modules: dict[str, torch.nn.Module], run) -> dict[str, torch.
 
     def keeper(name: str):
         def keep(module, inputs, output):
-            kept[name] = pool_tensor(first_tensor(output).float(), "mean")
+            kept[name] = pool_tensor(module_tensor(module, output).float(), "mean")
             if len(kept) == len(modules):
                 raise _Enough
 
@@ -179,18 +179,18 @@ def _conditioning(pipe, prompts: Sequence[str]) -> Conditioning:
 
 def _compute(pipe, concepts: list[ConceptSet], modules: dict[str, torch.nn.Module], timestep: int, seed: int, batch_size: int):
     """name -> module -> pooled activations, all concepts in shared batches, one pass per batch."""
-    denoiser = next(iter(modules)).startswith(DENOISER)
+    reads_denoiser = in_denoiser(pipe, next(iter(modules)))
     for concept in concepts:
-        if not denoiser and not concept.prompts:
+        if not reads_denoiser and not concept.prompts:
             raise ValueError(f"concept {concept.name!r} has no prompts, which the text-encoder module {next(iter(modules))!r} reads")
     prompts = [p for c in concepts for p in (c.prompts or ("",) * len(c))]
-    if denoiser:  # each concept's own seeded noise
+    if reads_denoiser:  # each concept's own seeded noise
         noisy, t = zip(*(model_inputs(pipe, c.images, len(c), timestep, seed) for c in concepts))
         noisy, t = torch.cat(noisy), torch.cat(t)
     pieces: dict[str, list[torch.Tensor]] = {name: [] for name in modules}
     for start in range(0, len(prompts), batch_size):
         rows = slice(start, start + batch_size)
-        if denoiser:
+        if reads_denoiser:
             conditioning = _conditioning(pipe, prompts[rows])
             kept = _forward_until(modules, lambda: predict(pipe, noisy[rows], t[rows], conditioning))
         else:
@@ -254,8 +254,8 @@ def layer_activations(
                     found[concept.name][module] = cached
                     continue
             missing.setdefault(module, []).append(concept)
-    for denoiser in (True, False):
-        group = {m: layers[m] for m in missing if m.startswith(DENOISER) == denoiser}
+    for reads_denoiser in (True, False):
+        group = {m: layers[m] for m in missing if in_denoiser(pipe, m) == reads_denoiser}
         if not group:
             continue
         needing = {c.name: c for m in group for c in missing[m]}

@@ -34,8 +34,9 @@ def run_tcav(
     """Do the concepts drive the target in what the model predicts?
 
     Args:
-        pipe: any pipeline with a denoiser (SD 1.x/2.x/SDXL, ShapesWorld); layers named
-            "component.path" in its text encoder(s) or denoiser.
+        pipe: any pipeline with a denoiser (SD 1.x/2.x/SDXL, SD3, Flux, PixArt, Sana, the
+            ShapesWorld models); layers named "component.path" in its text encoder(s) or
+            denoiser (a joint-attention block is read on its image tokens).
         target: a callable on the decoded one-step clean estimate x0_hat ((n, 3, y, x) ->
             (n,), e.g. your classifier's logit, or ShapesWorld's classifier_logit(classifier,
             "color", "red")), or a LayerReadout of a module.
@@ -44,7 +45,8 @@ def run_tcav(
             shapesworld.concepts.from_query("red", "color=red", 50)).
         random: R random sets (sets_from_pool(pool, R, n), or shapesworld.concepts.random_sets(R, n)).
         layers: modules, e.g. ["unet.mid_block", "text_encoder.encoder.layers.1"].
-        timestep: the noise level at which the model is read.
+        timestep: the noise level at which the model is read, of 1000 (flow-matching models:
+            the noise share times 1000).
         method: the CAV method (see CAV).
         alpha: family-wise significance level.
         cache_dir: where activations are cached between runs (None: no cache).

@@ -20,11 +20,26 @@ from typing import Callable, Sequence, Union
 import torch
 from torch import nn
 
-from ..capture.activations import first_tensor, pool_tensor, resolve_module
-from .pipeline_io import Conditioning, clean_estimate, encode_prompts, from_latents, latent_shape, predict, to_latents
+from ..capture.activations import module_tensor, pool_tensor, position_dims, resolve_module
+from .pipeline_io import (
+    Conditioning,
+    clean_estimate,
+    denoiser,
+    denoiser_name,
+    encode_prompts,
+    from_latents,
+    latent_shape,
+    noise_to,
+    predict,
+    to_latents,
+)
 
 ImageTarget = Callable[[torch.Tensor], torch.Tensor]
-DENOISER = "unet."
+
+
+def in_denoiser(pipe, module: str) -> bool:
+    """Whether the module name ("unet.mid_block", "transformer.transformer_blocks.3") is inside the denoiser."""
+    return module.split(".", 1)[0] == denoiser_name(pipe)
 
 
 @dataclass(frozen=True)
@@ -65,13 +80,14 @@ def classifier_logit(classifier, head: str, class_name: str) -> ImageTarget:
 
 
 def noised(scheduler, latents: torch.Tensor, timestep: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Latents (n, c, y, x) noised to `timestep` with seeded noise: (noisy latents, timesteps (n,)).
+    """Latents (n, c, y, x) noised to `timestep` (of 1000; a flow-matching model's noise share
+    times 1000) with seeded noise: (noisy latents, timesteps (n,)).
 
     Concept activations and target gradients both read the model at this point.
     """
     noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed)).to(latents.device, latents.dtype)
-    t = torch.full((len(latents),), timestep, dtype=torch.long, device=latents.device)
-    return scheduler.add_noise(latents, noise, t), t
+    noisy, t = noise_to(scheduler, latents, noise, timestep)
+    return noisy.to(latents.dtype), t
 
 
 def model_inputs(pipe, images: torch.Tensor | None, n: int, timestep: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,14 +95,14 @@ def model_inputs(pipe, images: torch.Tensor | None, n: int, timestep: int, seed:
     [-1, 1] through the VAE, each with its own seeded noise; or, for prompt-only examples
     (images None), one seeded noise draw on a blank latent shared by all, so that only their
     conditioning differs."""
-    unet = pipe.unet
+    model = denoiser(pipe)
     if images is None:
-        blank = torch.zeros(latent_shape(pipe, 1), device=unet.device, dtype=unet.dtype)
+        blank = torch.zeros(latent_shape(pipe, 1), device=model.device, dtype=model.dtype)
         noisy, t = noised(pipe.scheduler, blank, timestep, seed)
         return noisy.expand(n, *noisy.shape[1:]), t.expand(n)
     else:
         with torch.no_grad():
-            latents = to_latents(pipe, images).to(unet.device, unet.dtype)
+            latents = to_latents(pipe, images).to(model.device, model.dtype)
     return noised(pipe.scheduler, latents, timestep, seed)
 
 
@@ -159,7 +175,7 @@ def gradients_at(
 
     def keeper(module: str):
         def keep(mod, inputs, output):
-            tensor = first_tensor(output)
+            tensor = module_tensor(mod, output)
             if not tensor.requires_grad:  # frozen weights upstream: differentiate from here
                 fresh = tensor.detach().requires_grad_()
                 output, tensor = _replaced(output, tensor, fresh), fresh
@@ -169,7 +185,7 @@ def gradients_at(
         return keep
 
     noisy, t = model_inputs(pipe, images, len(prompts), timestep, seed)
-    text_grads = any(not m.startswith(DENOISER) for m in watched)
+    text_grads = any(not in_denoiser(pipe, m) for m in watched)
     handles = [layer.register_forward_hook(keeper(module)) for module, layer in layers.items()]
     try:
         with torch.enable_grad():
@@ -185,7 +201,7 @@ def gradients_at(
     found = {}
     for module, output, grad in zip(modules, outputs, grads):
         grad = torch.zeros_like(output) if grad is None else grad  # the target does not depend on it
-        dims = tuple(range(2, output.ndim)) if output.ndim == 4 else (1,) if output.ndim == 3 else ()
+        dims = position_dims(output)
         found[module] = (pool_tensor(output.detach().float(), "mean"), grad.float().sum(dim=dims) if dims else grad.float())
     return found
 
@@ -214,8 +230,11 @@ class TargetModel(nn.Module):
 
     forward(noisy latents, timesteps, conditioning states, *added conditioning) -> `outputs`
     of the decoded x0_hat, (n, k): the same function as gradients_at's image target (pick one
-    output with captum's `target=`). The denoiser is the submodule `unet`, so its layers keep
-    the pipeline's names ("unet.mid_block"). Prompts are encoded once, in `inputs`.
+    output with captum's `target=`). The denoiser is the submodule `unet` or `transformer`, as
+    in the pipeline, so its layers keep the pipeline's names ("unet.mid_block",
+    "transformer.transformer_blocks.3"). Prompts are encoded once, in `inputs`; `added` names
+    the extra conditioning inputs that follow the states (SDXL: text_embeds, time_ids; SD3:
+    pooled_projections; PixArt, Sana: encoder_attention_mask).
 
     Args:
         pipe: the pipeline.
@@ -235,16 +254,18 @@ class TargetModel(nn.Module):
         >>> model(*inputs)[:, classifier.heads["color"].index("red")]
     """
 
-    ADDED = ("text_embeds", "time_ids")
-
     def __init__(self, pipe, outputs: Callable[[torch.Tensor], torch.Tensor], pooled: Sequence[str] = ()):
         super().__init__()
-        self.pipe, self.unet, self.outputs = pipe, pipe.unet, outputs
+        self.pipe, self.outputs = pipe, outputs
+        name = denoiser_name(pipe)
+        self.add_module(name, denoiser(pipe))
+        with torch.no_grad():
+            self.added = tuple(encode_prompts(pipe, [""]).added)
         self.pooled = nn.Module()
         self._taps: dict[str, tuple[nn.Module, nn.Module]] = {}
         for module in pooled:
-            if not module.startswith(DENOISER):
-                raise ValueError(f"pooled module {module!r}: only denoiser modules ('unet.<path>') can be pooled")
+            if not in_denoiser(pipe, module):
+                raise ValueError(f"pooled module {module!r}: only denoiser modules ('{name}.<path>') can be pooled")
             block, parent = resolve_module(pipe, module), self.pooled
             for part in module.split("."):
                 if not hasattr(parent, part):
@@ -253,28 +274,30 @@ class TargetModel(nn.Module):
             self._taps[module] = (block, parent)
 
     def inputs(self, images: torch.Tensor | None, prompts: Sequence[str], timestep: int = 400, seed: int = 0) -> tuple[torch.Tensor, ...]:
-        """(noisy latents, timesteps (n,), states, [text_embeds, time_ids]), noised as gradients_at does."""
+        """(noisy latents, timesteps (n,), states, *added conditioning), noised as gradients_at does."""
         noisy, t = model_inputs(self.pipe, images, len(prompts), timestep, seed)
         with torch.no_grad():
             conditioning = encode_prompts(self.pipe, list(prompts))
-        return (noisy, t, conditioning.states, *(conditioning.added[k] for k in self.ADDED if k in conditioning.added))
+        return (noisy, t, conditioning.states, *(conditioning.added[k] for k in self.added))
 
     @staticmethod
     def _through(tap: nn.Module):
         def hook(module, inputs, output):
-            tensor = first_tensor(output)
-            if tensor.ndim < 3:
-                raise TypeError(f"a pooled module must return a (batch, channels, ...) tensor, got shape {tuple(tensor.shape)}")
-            dims = tuple(range(2, tensor.ndim))
+            tensor = module_tensor(module, output)
+            dims = position_dims(tensor)
+            if not dims:
+                raise TypeError(f"a pooled module must return a (batch, channels, y, x) or (batch, tokens, features) tensor, got shape {tuple(tensor.shape)}")
             # the tap sees the pooled output cut from the graph, so that the pass upstream is
             # untouched; its output enters at every position with value 0 and gradient 1
             tapped = tap(tensor.detach().mean(dim=dims))
-            return _replaced(output, tensor, tensor + (tapped - tapped.detach()).view(*tapped.shape, *([1] * len(dims))))
+            delta = tapped - tapped.detach()  # (n, channels): 0, with gradient 1
+            placed = delta.view(*delta.shape, 1, 1) if len(dims) == 2 else delta.unsqueeze(1)
+            return _replaced(output, tensor, tensor + placed)
 
         return hook
 
     def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor, states: torch.Tensor, *added: torch.Tensor) -> torch.Tensor:
-        conditioning = Conditioning(states, dict(zip(self.ADDED, added)))
+        conditioning = Conditioning(states, dict(zip(self.added, added)))
         handles = [block.register_forward_hook(self._through(tap)) for block, tap in self._taps.values()]
         try:
             prediction = predict(self.pipe, noisy, timesteps, conditioning)

@@ -20,7 +20,8 @@ from ..analyses import analyse_attention, compare_words
 from ..analyses.primary_auxiliary import words_of
 from ..analyses.regions import MaskFolderError, object_mask_folder
 from ..concepts import run_tcav, sets_from_pool
-from ..concepts.pipeline_io import default_image_size
+from ..capture.activations import resolve_module
+from ..concepts.pipeline_io import default_image_size, default_layers
 from ..pipelines.elite import ELITE_FEATURE_LAYERS, ELITEEncoder, load_global_mapper
 from ..pipelines.embeddings import read_embeddings
 from ..pipelines.image_input import IMAGE_SUFFIXES, image_files
@@ -174,14 +175,20 @@ def check_tcav(ctx: Context, settings: dict[str, Any]) -> None:
                              "so name your own: target = \"FILE.py:FUNCTION\", concepts and random_pool and explained as "
                              "\"images:FOLDER\" or \"prompts:FILE\"")
     try:
+        for layer in _tcav_layers(ctx, settings):
+            resolve_module(ctx.pipe, layer)
         ctx.prepared["tcav"] = _tcav_inputs(ctx, settings)
     except ValueError as error:
         raise ProbeError(f"{where} {error}") from None
 
 
+def _tcav_layers(ctx: Context, settings: dict[str, Any]) -> list[str]:
+    return settings["layers"] if settings["layers"] is not None else default_layers(ctx.pipe)
+
+
 def tcav(ctx: Context, settings: dict[str, Any], folder: Path) -> dict[str, Any]:
     target, inputs, concepts, randoms = ctx.prepared.get("tcav") or _tcav_inputs(ctx, settings)
-    report = run_tcav(ctx.pipe, target, inputs, concepts, randoms, layers=settings["layers"], timestep=settings["timestep"],
+    report = run_tcav(ctx.pipe, target, inputs, concepts, randoms, layers=_tcav_layers(ctx, settings), timestep=settings["timestep"],
                       method=settings["method"], alpha=settings["alpha"], seed=ctx.probe.seed, cache_dir=ctx.run_dir / "cache")
     frame = report.to_frame()
     _table(frame, folder, "scores")

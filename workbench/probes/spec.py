@@ -85,7 +85,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
     "tcav": {
         "target": ((str,), "color=red", '"FILE.py:FUNCTION" (decoded x0_hat -> (n,)); on ShapesWorld also a classifier class "head=class"'),
         "concepts": ((list,), ["color=red", "color=blue"], '"images:FOLDER", "prompts:FILE"; on ShapesWorld also queries such as "color=red"'),
-        "layers": ((list,), ["unet.down_blocks.0", "unet.mid_block", "unet.up_blocks.1"], "modules of the denoiser or text encoder(s)"),
+        "layers": ((list,), None, "modules of the denoiser or text encoder(s) (default: three denoiser blocks, early, middle, late)"),
         "examples": ((int,), 30, "examples per random set (and per ShapesWorld concept)"),
         "random_runs": ((int,), 10, "random concept sets"),
         "random_pool": ((str,), None, '"images:FOLDER" or "prompts:FILE" the random sets are drawn from (default: ShapesWorld scenes)'),

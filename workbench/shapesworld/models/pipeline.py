@@ -280,6 +280,14 @@ class ShapesTransformerPipeline(ShapesPipeline):
     def denoiser(self) -> nn.Module:
         return self.transformer
 
+    def encode_prompt(self, prompts: Sequence[str]) -> tuple[torch.Tensor, None, torch.Tensor, None]:
+        """What StableDiffusion3Pipeline.encode_prompt returns, so that analyses read this
+        pipeline as they read SD3: (hidden states (batch, max_length, width), None, pooled
+        states (batch, width), None); the None are the negatives, which this pipeline encodes
+        as the empty prompt at generation time."""
+        states, pooled = self.encode_text(prompts)
+        return states, None, pooled, None
+
 
 def pipeline_from_components(parts: dict) -> ShapesPipeline:
     """The pipeline of `build_components`' parts (which denoiser decides the class)."""
