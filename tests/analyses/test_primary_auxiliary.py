@@ -106,3 +106,22 @@ def test_learned_word_files_as_the_word_source(sd_elite, tmp_path):
     save_file({"emb_params": torch.randn(2, 32)}, tmp_path / "short.safetensors")
     with pytest.raises(ValueError, match=r"short.safetensors have \(2, 32\)"):
         words_of([read_embeddings(tmp_path / "style0.safetensors"), read_embeddings(tmp_path / "short.safetensors")])
+
+
+def test_learned_words_of_three_encoders_on_sd3(tmp_path):
+    """SD3 words (kohya: clip_l, clip_g, t5xxl): each word enters all three encoders, the
+    template is expanded since SD3's pipeline does not expand learned words, and each word's
+    attention mass is read on its own slots in the CLIP and T5 keys."""
+    from workbench.pipelines.random_pipelines import build_random_pipeline
+
+    pipe = build_random_pipeline("sd3", tmp_path, sample_size=8)
+    pipe.set_progress_bar_config(disable=True)
+    widths = {"clip_l": 32, "clip_g": 32, "t5xxl": 64}
+    for i in range(2):
+        save_file({k: torch.randn(2, w) for k, w in widths.items()}, tmp_path / f"w{i}.safetensors")
+    words = words_of([read_embeddings(tmp_path / f"w{i}.safetensors") for i in range(2)])
+    left = lambda i, image: np.arange(image.shape[1])[None, :].repeat(image.shape[0], 0) < image.shape[1] // 2  # noqa: E731
+    result = compare_words(pipe, words, steps=2, object_masks=left)
+    assert result.words.shape == (2, 2, 128)  # CLIP-L, CLIP-G and T5 vectors side by side
+    assert result.object_mass.shape == (2, 2) and ((result.object_mass > 0) & (result.object_mass < 1)).all()
+    assert result.nearest["query"].nunique() == 2

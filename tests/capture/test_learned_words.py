@@ -6,6 +6,7 @@ import torch
 from safetensors.torch import save_file
 
 from workbench.capture import trace
+from workbench.capture.tokens import expand_slots
 from workbench.pipelines.embeddings import insert_embeddings, read_embeddings
 from workbench.pipelines.loading import load_pipeline
 from workbench.pipelines.random_pipelines import save_random_pipeline
@@ -103,6 +104,7 @@ def test_sdxl_two_encoder_words_from_a_kohya_file(tmp_path):
 
 @pytest.mark.parametrize("family, keys", [("flux", ("clip_l", "t5xxl")), ("sd3", ("clip_l", "clip_g", "t5xxl"))])
 def test_a_kohya_word_with_t5_vectors_is_found_by_name_in_the_t5_slots(tmp_path, family, keys):
+    from workbench.analyses.generation import pipeline_prompts
     from workbench.pipelines.random_pipelines import build_random_pipeline
 
     pipe = build_random_pipeline(family, tmp_path)
@@ -111,14 +113,24 @@ def test_a_kohya_word_with_t5_vectors_is_found_by_name_in_the_t5_slots(tmp_path,
     save_file({key: torch.randn(2, widths[key]) for key in keys}, tmp_path / "toy.safetensors")
     insert_embeddings(pipe, read_embeddings(tmp_path / "toy.safetensors", token="<toy>"))
     t5 = pipe.tokenizer_2 if family == "flux" else pipe.tokenizer_3
+    # diffusers' SD3 pipeline does not expand multi-vector words ("<toy>" -> "<toy> <toy>_1"), Flux's
+    # does: pipeline_prompts expands them for SD3, as the analyses do
+    prompt = pipeline_prompts(pipe, ["a <toy> on a sofa"])[0]
+    assert prompt == ("a <toy> on a sofa" if family == "flux" else "a <toy> <toy>_1 on a sofa")
     with trace(pipe) as tr:
-        generate(pipe, ["a <toy> on a sofa"], max_sequence_length=32)
+        generate(pipe, [prompt], max_sequence_length=32)
     maps = tr.attention_maps()
+    assert maps.tokens.texts == ["a <toy> on a sofa"]  # labelled as written
     t5_start = 0 if family == "flux" else 77  # SD3's T5 keys follow CLIP's 77
     t5_slots = [t - t5_start for t in maps.word_span("<toy>").tokens if t >= t5_start]
-    # diffusers' SD3 pipeline does not expand multi-vector words ("<toy>" -> "<toy> <toy>_1"); Flux's does
-    expands = hasattr(pipe, "maybe_convert_prompt")
-    ids = t5(pipe.maybe_convert_prompt("a <toy> on a sofa", t5) if expands else "a <toy> on a sofa").input_ids
+    ids = t5(expand_slots("a <toy> on a sofa", t5)).input_ids
     pieces = t5.convert_ids_to_tokens([ids[s] for s in t5_slots])  # T5 puts a word-start piece before an added token
-    assert [p for p in pieces if p != "▁"] == (["<toy>", "<toy>_1"] if expands else ["<toy>"])
+    assert [p for p in pieces if p != "▁"] == ["<toy>", "<toy>_1"]
+    toy, on = maps.word_span("<toy>").tokens, maps.word_span("on").tokens
+    assert on[0] == (4 if family == "sd3" else toy[-1] + 1)  # SD3's CLIP keys: <s> a <toy> <toy>_1 on; Flux's T5 keys
     assert maps.word("<toy>").shape == (64, 64)
+    if family == "sd3":  # written once, only the first vector reaches SD3: said, not mislabelled
+        with trace(pipe) as tr:
+            generate(pipe, ["a <toy> on a sofa"], max_sequence_length=32)
+        with pytest.raises(ValueError, match=r"multi-vector learned word written once.*StableDiffusion3Pipeline.*expand_slots"):
+            tr.attention_maps()

@@ -1,7 +1,7 @@
 import pytest
 from tokenizers import AddedToken
 
-from workbench.capture.tokens import WordNotFoundError, align_words, collapse_slots, find_word
+from workbench.capture.tokens import WordNotFoundError, align_words, collapse_slots, expand_slots, find_word
 from workbench.shapesworld.models.tokenizer import build_word_tokenizer
 from workbench.shapesworld import vocabulary
 
@@ -87,3 +87,11 @@ def test_collapse_slots_inverts_the_multi_vector_expansion(tmp_path):
     tokenizer = write_bpe_tokenizer(tmp_path)
     tokenizer.add_tokens([AddedToken(t, normalized=False) for t in ("S*", "S*_1", "S*_2", "<one>")])
     assert collapse_slots("a S* S*_1 S*_2 toy, S* S*_1 S*_2!  <one>", tokenizer) == "a S* toy, S*!  <one>"
+
+
+def test_expand_slots_expands_each_multi_vector_word_once(tmp_path):
+    tokenizer = write_bpe_tokenizer(tmp_path)
+    tokenizer.add_tokens([AddedToken(t, normalized=False) for t in ("S*", "S*_1", "S*_2", "<one>", "S*x", "S*x_1")])
+    assert expand_slots("a S* toy, S*x!  <one>", tokenizer) == "a S* S*_1 S*_2 toy, S*x S*x_1!  <one>"
+    assert expand_slots("a S* S*_1 S*_2 toy", tokenizer) == "a S* S*_1 S*_2 toy"  # already expanded
+    assert collapse_slots(expand_slots("S*x S* <one>", tokenizer), tokenizer) == "S*x S* <one>"

@@ -27,7 +27,7 @@ import torch
 
 from ..capture import AttentionMaps, trace
 from ..metrics import mass_inside, overlap_matrix, soft_iou, thresholded_iou
-from .generation import generation_options
+from .generation import generation_options, pipeline_prompts
 from .regions import RegionSource
 
 COLUMNS = {
@@ -162,7 +162,7 @@ def analyse_attention(
     # a region source that reads self-attention (UnsupervisedRegions) says which layers
     self_layers = getattr(regions, "self_layers", None)
     with trace(pipe, layers=layers, per_step=per_step, self_layers=self_layers, concepts=concepts) as tr:
-        out = pipe(prompts, num_inference_steps=steps, generator=generator, output_type="np", **options)
+        out = pipe(pipeline_prompts(pipe, prompts), num_inference_steps=steps, generator=generator, output_type="np", **options)
     concept_maps = tr.concept_maps() if concepts else None
     scored = concept_maps if maps == "output" else tr.attention_maps()
     images = (np.asarray(out.images) * 255).round().astype(np.uint8)

@@ -38,3 +38,15 @@ def generation_options(pipe, **options: Any) -> dict[str, Any]:
     if "guidance_scale" not in given and accepts(pipe, "guidance_scale"):
         given["guidance_scale"] = pipeline_default(pipe, "guidance_scale")
     return given
+
+
+def pipeline_prompts(pipe, prompts: list[str]) -> list[str]:
+    """The prompts as the pipeline must be given them for every vector of a multi-vector
+    learned word to reach the model: as written where the pipeline expands learned words
+    itself (Stable Diffusion's `maybe_convert_prompt`), expanded ("S* S*_1 ...") where it does
+    not (SD3, Flux, PixArt, Sana)."""
+    if hasattr(pipe, "maybe_convert_prompt"):
+        return list(prompts)
+    from ..capture.tokens import expand_slots
+
+    return [expand_slots(prompt, pipe.tokenizer) for prompt in prompts]

@@ -26,8 +26,8 @@ from ..capture import trace
 from ..metrics import cosine_similarity_matrix, dci_fast, infomec, mass_inside, mig, nearest_tokens, probe_leakage
 from ..metrics.representations import ProbeLeakage
 from ..pipelines.elite import injected_words, words_by_encoder
-from ..pipelines.embeddings import LearnedWord, tokenizer_of
-from .generation import generation_options
+from ..pipelines.embeddings import LearnedWord, slot_tokens, tokenizer_of
+from .generation import generation_options, pipeline_prompts
 
 # (example index, generated image (y, x, 3) uint8) -> the drawn object's (y, x) bool mask, or None
 ObjectMask = Callable[[int, np.ndarray], "np.ndarray | None"]
@@ -114,6 +114,19 @@ def _batches(images, size: int):
 
 
 @torch.no_grad()
+def word_keys(maps, placeholder: str, n_words: int) -> list[list[int]]:
+    """The text keys of each of the placeholder's words in the traced prompts: word j's slot
+    token in every tokenizer's part of the keys (SD3: CLIP's and T5's), without the separators
+    a SentencePiece tokenizer puts between added tokens."""
+    names = slot_tokens(LearnedWord(placeholder, torch.zeros(n_words, 1)))
+    span, strings = maps.word_span(placeholder, prompt=0).tokens, maps.tokens.tokens[0]
+    keys = [[k for k in span if strings[k].lstrip("\u2581") == name] for name in names]
+    missing = [name for name, found in zip(names, keys) if not found]
+    if missing:
+        raise RuntimeError(f"the traced prompt {maps.tokens.texts[0]!r} holds no key of {', '.join(missing)}")
+    return keys
+
+
 def compare_words(
     pipe,
     words: torch.Tensor | dict[str, torch.Tensor] | Callable,
@@ -154,8 +167,9 @@ def compare_words(
         if images is None or len(images) == 0:
             raise ValueError("words from an encoder need images to encode; got none")
         words = torch.cat([_encode(words, batch) for _, batch in _batches(images, batch_size)])
-    per_encoder = {name: w.detach().float().cpu() for name, w in words_by_encoder(words).items()}
+    per_encoder = {name: w.detach().float().cpu() for name, w in words_by_encoder(words, pipe).items()}
     first = next(iter(per_encoder))
+    n_words = per_encoder[first].shape[1]
     joined = torch.cat(list(per_encoder.values()), dim=-1)  # a word's vectors in every text encoder, side by side
     n = len(joined)
     if labels is not None and len(labels) != n:
@@ -166,13 +180,15 @@ def compare_words(
     for start in tqdm(range(0, n, batch_size), desc="words -> images"):
         batch = {name: w[start : start + batch_size] for name, w in per_encoder.items()}
         with injected_words(pipe, batch, placeholder) as slot_ids, trace(pipe, layers="all") as tr:
-            drawn = pipe([template] * len(batch[first]), num_inference_steps=steps, generator=generator, output_type="np", **options).images
+            prompts = pipeline_prompts(pipe, [template] * len(batch[first]))
+            drawn = pipe(prompts, num_inference_steps=steps, generator=generator, output_type="np", **options).images
         drawn = (np.asarray(drawn) * 255).round().astype(np.uint8)
         maps = tr.attention_maps()
-        slots = maps.word_span(placeholder, prompt=0).tokens
+        keys = word_keys(maps, placeholder, n_words)
         for b, image in enumerate(drawn):
             mask = object_masks(start + b, image) if object_masks is not None else None
-            masses.append([mass_inside(maps.token(slot, prompt=b).numpy(), mask) if mask is not None else np.nan for slot in slots])
+            masses.append([mass_inside(np.mean([maps.token(k, prompt=b).numpy() for k in word], axis=0), mask)
+                           if mask is not None else np.nan for word in keys])
         generated.append(drawn)
     words_np = joined.numpy()
     names = word_names(words_np.shape[1])

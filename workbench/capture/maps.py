@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 
 from ..files import atomic_path
 from .architectures import AttentionLayer, select_layers
-from .tokens import WordSpan, align_words, find_word
+from .tokens import WordSpan, align_words, expand_slots, find_word
 
 FORMAT_VERSION = 1
 
@@ -37,7 +37,8 @@ class PromptTokens:
     @classmethod
     def from_pipeline(cls, pipe, prompts: str | Sequence[str], tokenizers: Sequence[str] = ("tokenizer",), n_tokens: int | None = None) -> "PromptTokens":
         """Align the prompts as written (learned words collapsed, see `collapse_slots`) with the
-        pipeline's tokenizer, expanding multi-vector words as the pipeline does.
+        pipeline's tokenizer, expanding multi-vector words as the pipeline does (`expand_slots`
+        where the pipeline has no expansion of its own and is given expanded prompts).
 
         Args:
             tokenizers: the pipeline's tokenizers whose sequences follow each other in the text
@@ -53,7 +54,10 @@ class PromptTokens:
         offset = 0
         for position, name in enumerate(tokenizers):
             tokenizer = getattr(pipe, name)
-            convert = (lambda text, t=tokenizer: pipe.maybe_convert_prompt(text, t)) if hasattr(pipe, "maybe_convert_prompt") else None
+            # the pipeline's own multi-vector expansion, or the same for pipelines without one
+            # (they are given prompts expanded: see tracing's check and analyses.generation)
+            convert = ((lambda text, t=tokenizer: pipe.maybe_convert_prompt(text, t)) if hasattr(pipe, "maybe_convert_prompt")
+                       else (lambda text, t=tokenizer: expand_slots(text, t)))
             last = position == len(tokenizers) - 1
             length = n_tokens - offset if last and n_tokens is not None else tokenizer.model_max_length
             expanded = [convert(p) for p in prompts] if convert else prompts

@@ -73,22 +73,46 @@ def align_words(
     return spans
 
 
-def collapse_slots(text: str, tokenizer) -> str:
-    """Undo diffusers' multi-vector expansion: "a S* S*_1 S*_2 toy" -> "a S* toy".
-
-    The pipeline's tokenizer sees the expanded text; the user wrote the collapsed one. Only
-    tokens the tokenizer has as added `T`, `T_1`, ... are collapsed, in place (spacing kept).
-    """
+def _multi_slot_words(tokenizer) -> list[tuple[str, str]]:
+    """(token, its expansion "T T_1 T_2") for each multi-vector learned word the tokenizer has
+    as added tokens T, T_1, ...; longest tokens first."""
     added = set(tokenizer.get_added_vocab())
+    found = []
     for token in sorted(added, key=len, reverse=True):
         if f"{token}_1" not in added:
             continue
         count = 1
         while f"{token}_{count}" in added:
             count += 1
-        expanded = " ".join([token] + [f"{token}_{i}" for i in range(1, count)])
+        found.append((token, " ".join([token] + [f"{token}_{i}" for i in range(1, count)])))
+    return found
+
+
+def collapse_slots(text: str, tokenizer) -> str:
+    """Undo diffusers' multi-vector expansion: "a S* S*_1 S*_2 toy" -> "a S* toy".
+
+    The pipeline's tokenizer sees the expanded text; the user wrote the collapsed one. Only
+    tokens the tokenizer has as added `T`, `T_1`, ... are collapsed, in place (spacing kept).
+    """
+    for token, expanded in _multi_slot_words(tokenizer):
         text = text.replace(expanded, token)
     return text
+
+
+def expand_slots(text: str, tokenizer) -> str:
+    """diffusers' multi-vector expansion (`maybe_convert_prompt`), for pipelines that do not do
+    it themselves (SD3, Flux, PixArt, Sana): "a S* toy" -> "a S* S*_1 S*_2 toy", so that every
+    vector of the learned word reaches the model. Words already expanded stay as they are.
+
+    Example:
+        >>> pipe(expand_slots("a photo of S*", pipe.tokenizer))
+    """
+    words = dict(_multi_slot_words(tokenizer))
+    if not words:
+        return text
+    # one pass, longest token first, so that no expansion is expanded again
+    pattern = re.compile("|".join(re.escape(token) for token in words))
+    return pattern.sub(lambda match: words[match.group(0)], collapse_slots(text, tokenizer))
 
 
 def find_word(spans: Sequence[WordSpan], word: str, occurrence: int = 0) -> WordSpan:

@@ -24,7 +24,7 @@ from .concept_maps import ConceptStream, ConceptWordError, concept_tokens, encod
 from .maps import AttentionMaps, PromptTokens
 from .processor import capturing, spatial_shape
 from .prompts import recorded_texts, recording_prompts
-from .tokens import collapse_slots
+from .tokens import collapse_slots, expand_slots
 from .store import AttentionStore, CaptureMemoryError
 
 logger = logging.getLogger(__name__)
@@ -321,6 +321,14 @@ class Trace:
             # no second encoder call: the negative conditioning was zeros or given as embeddings
             negative = recorded_texts(recorder, self.encoded_ids, 1)
             texts = negative if negative is not None else [""] * len(texts)
+        if not hasattr(self.pipe, "maybe_convert_prompt"):
+            for i, text in enumerate(texts):
+                if expand_slots(text, self.pipe.tokenizer) != text:
+                    raise ValueError(
+                        f"prompt {i} ({text!r}) has a multi-vector learned word written once: {type(self.pipe).__name__} does not "
+                        "expand learned words as Stable Diffusion's pipelines do, so only its first vector reached the model; "
+                        "give the pipeline workbench.capture.tokens.expand_slots(prompt, pipe.tokenizer)"
+                    )
         return [collapse_slots(text, self.pipe.tokenizer) for text in texts]
 
     def activations(self) -> Activations:

@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from .embeddings import LearnedWord, insert_embeddings, slot_tokens, tokenizer_of
+from .embeddings import LearnedWord, encoder_attribute, insert_embeddings, slot_tokens, tokenizer_of
 from .tensor_files import read_tensor_file
 
 
@@ -182,14 +182,18 @@ def load_global_mapper(path: str | Path, unet: nn.Module, input_dim: int, output
     return mapper
 
 
-def words_by_encoder(words) -> dict[str, torch.Tensor]:
+def words_by_encoder(words, pipe=None) -> dict[str, torch.Tensor]:
     """Words as {text encoder: (n, n_words, width)}: a single array is the first encoder's.
+    With `pipe`, the encoders are named by its attributes ("t5" from a word file becomes SD3's
+    text_encoder_3 or Flux's text_encoder_2) and ordered as the pipeline numbers them.
 
     Raises:
         ValueError: an array that is not 3-D or is empty, or encoders given different example
             or word counts.
     """
     per_encoder = {k: torch.as_tensor(v) for k, v in (words.items() if isinstance(words, dict) else [("text_encoder", words)])}
+    if pipe is not None:
+        per_encoder = dict(sorted(((encoder_attribute(pipe, k), v) for k, v in per_encoder.items()), key=lambda item: item[0]))
     shapes = {k: tuple(v.shape) for k, v in per_encoder.items()}
     if not shapes or any(len(s) != 3 or 0 in s for s in shapes.values()):
         raise ValueError(f"words must be a non-empty (examples, n_words, width) array, got shape {' '.join(map(str, shapes.values())) or 'none'}")
@@ -216,7 +220,7 @@ def injected_words(pipe, words: torch.Tensor | dict[str, torch.Tensor], placehol
         ValueError: a width that does not fit an encoder, encoders the pipeline lacks or left
             out, tensors of different batch or word counts, or a batch of another size.
     """
-    per_encoder = words_by_encoder(words)
+    per_encoder = words_by_encoder(words, pipe)
     for name, w in per_encoder.items():
         encoder = getattr(pipe, name, None)
         if encoder is None:

@@ -117,12 +117,19 @@ def _text_encoders(pipe) -> list[str]:
     return [name for name in TEXT_ENCODERS if getattr(pipe, name, None) is not None]
 
 
-def _resolved(pipe, word: LearnedWord) -> LearnedWord:
-    """The word with "t5" replaced by the attribute of the pipeline's T5 encoder (if it has one)."""
-    if word.encoder != "t5":
-        return word
+def encoder_attribute(pipe, encoder: str) -> str:
+    """The pipeline attribute of a text encoder as word files name it: "t5" is the pipeline's T5
+    encoder (SD3's text_encoder_3, Flux's text_encoder_2; "a T5 text encoder" where it has
+    none, for messages); other names are attributes already."""
+    if encoder != "t5":
+        return encoder
     t5 = [name for name in _text_encoders(pipe) if type(getattr(pipe, name)).__name__.startswith("T5")]
-    return replace(word, encoder=t5[0] if t5 else "a T5 text encoder")
+    return t5[0] if t5 else "a T5 text encoder"
+
+
+def _resolved(pipe, word: LearnedWord) -> LearnedWord:
+    """The word with its encoder named by the pipeline's attribute (see encoder_attribute)."""
+    return replace(word, encoder=encoder_attribute(pipe, word.encoder))
 
 
 def _check_fits(pipe, words: list[LearnedWord]) -> None:
