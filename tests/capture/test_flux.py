@@ -92,3 +92,28 @@ def test_a_single_stream_layer_asked_for_self_attention_says_what_it_has(flux):
         trace(flux, layers="block", self_layers="single.0")
     with pytest.raises(ValueError, match="no self-attention layers.*block.0, block.1: joint attention"):
         trace(flux, self_layers="all")
+
+
+def test_true_cfg_captures_the_prompt_call_of_each_step_only(flux):
+    """With a negative prompt and true_cfg_scale, Flux calls its transformer twice per step,
+    the negative prompt second: the trace keeps each step's first call, counts steps once, and
+    generation stays bit-identical. Known answer: the first step's prompt call has the same
+    inputs with or without true CFG, so its maps must be equal."""
+    options = {"negative_prompt": ["blurry"] * 2, "true_cfg_scale": 2.0}
+    plain = generate(flux, **options)
+    calls = []
+    handle = flux.transformer.register_forward_pre_hook(lambda module, args, kwargs: calls.append(1), with_kwargs=True)
+    try:
+        with trace(flux, per_step=True, layers=["block.0", "single.0"]) as tr:
+            traced = generate(flux, **options)
+    finally:
+        handle.remove()
+    assert np.array_equal(plain, traced) and len(calls) == 4  # two steps, two calls each
+    maps = tr.attention_maps()
+    assert maps.steps == [0, 1]
+    with trace(flux, per_step=True, layers=["block.0", "single.0"]) as without:
+        generate(flux)
+    reference = without.attention_maps()
+    for path, values in maps.maps.items():
+        assert torch.equal(values[:, 0], reference.maps[path][:, 0]), path
+        assert not torch.equal(values[:, 1], reference.maps[path][:, 1]), path  # the guided latents differ after it

@@ -133,6 +133,7 @@ class Trace:
         self.recorders: dict = {}  # tokenizer name -> RecordingTokenizer, set by trace()
         self.estimated_bytes: int | None = None
         self._rows: slice | None = None
+        self._last_level: float | None = None  # the noise level of the last denoiser call
         self._hooks: ExitStack | None = None  # open while the `with` block runs
 
     def _concept_layers(self, all_layers: list[AttentionLayer]) -> list[AttentionLayer]:
@@ -165,6 +166,15 @@ class Trace:
     def _on_denoiser(self, module, args, kwargs) -> None:
         sample = kwargs.get(self.architecture.latent, args[0] if args else None)
         timestep = kwargs.get("timestep", args[1] if len(args) > 1 else None)
+        level = float(timestep.flatten()[0]) if torch.is_tensor(timestep) else float(timestep)
+        if level == self._last_level:
+            # a second call at the same step: Flux's true CFG runs the negative prompt as its own
+            # call after the prompt's; it is the unconditional half, which the trace leaves out
+            self._rows = None
+            if self.stream is not None:
+                self.stream.start()  # with no rows: the concept stream stays off for this call
+            return
+        self._last_level = level
         self._check_memory_after_first_step()
         self.step += 1
         self.latent_hw = self.architecture.latent_grid(sample, kwargs)
@@ -176,7 +186,7 @@ class Trace:
             self.stream.start()
         if wanted:
             self.captured_steps.append(self.step)
-            self.timesteps.append(float(timestep.flatten()[0]) if torch.is_tensor(timestep) else float(timestep))
+            self.timesteps.append(level)
 
     def _guidance_rows(self, batch: int) -> slice:
         # Pipelines keep their guidance scale after a call, so a direct denoiser call (e.g. for
@@ -189,7 +199,8 @@ class Trace:
             guided = batch >= 2 * len(self.prompt_ids)
         if not guided:
             if self.guidance == "uncond":
-                raise ValueError("guidance='uncond' asked for, but this call runs without classifier-free guidance")
+                raise ValueError("guidance='uncond' asked for, but this call runs without batched classifier-free guidance "
+                                 "(Flux's true CFG runs the negative prompt as a call of its own, which traces leave out)")
             return slice(0, batch)
         half = batch // 2
         return slice(half, batch) if self.guidance == "cond" else slice(0, half)
