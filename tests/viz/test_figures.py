@@ -5,62 +5,78 @@ import pytest
 import torch
 
 from workbench.capture import AttentionLayer, AttentionMaps, PromptTokens, WordSpan
-from workbench.viz import concept_depth_figure, heat_map_figure, matrix_figure, projection_figure, tcav_figure
+from workbench.viz import concept_depth_figure, default_word, gallery_figure, heat_map_figure, matrix_figure, projection_figure, tcav_figure
+from workbench.viz.heat_maps import COLOR_BAR
 
 
-def test_heat_map_figure_has_a_trace_and_a_menu_entry_per_word_and_layer_group(traced):
+def finest_grid(maps, layers=None):
+    """The finest captured grid among the layers (all by default)."""
+    return max((tuple(maps.maps[layer.path].shape[-2:]) for layer in maps.select(layers)), key=lambda s: s[0] * s[1])
+
+
+def visible_traces(fig) -> list[int]:
+    return [i for i, trace in enumerate(fig.data) if trace.visible is True]
+
+
+def test_heat_map_figure_shows_the_image_beside_the_heat_map_at_its_captured_grid(traced):
     image, maps = traced
-    fig = heat_map_figure(image, maps, words=["red", "circle"])
+    fig = heat_map_figure(image, maps, prompts=0, words=["red", "circle"])
     groups = {layer.group for layer in maps.select()}
-    assert isinstance(fig, go.Figure)
-    assert len(fig.data) == 1 + 2 * (1 + len(groups))
-    buttons = fig.layout.updatemenus[0].buttons
-    assert buttons[0].label == "red | all layers"
-    assert sum(fig.data[i].visible is True for i in range(1, len(fig.data))) == 1
-    assert np.allclose(fig.data[1].z, maps.word("red", size=(32, 32)).numpy(), atol=5e-4)
-    assert np.array_equal(np.round(fig.data[1].z, 3), fig.data[1].z)  # rounded: short JSON
-    assert not fig.layout.sliders  # maps averaged over steps: no step slider
-    opened = heat_map_figure(image, maps)  # every word offered: opens on the first content word
-    shown = next(trace for trace in opened.data[1:] if trace.visible is True)
-    assert not shown.name.startswith("a ") and opened.layout.updatemenus[0].active > 0
+    assert isinstance(fig, go.Figure) and len(fig.data) == 1 + 2 * 2 * (1 + len(groups))
+    assert fig.data[0].type == "image" and fig.data[0].source.startswith("data:image/png;base64,")
+    overlay, alone = fig.data[1], fig.data[2]  # "red", all layers: over the image, and alone with its colour bar
+    grid = finest_grid(maps)
+    assert np.shape(overlay.z) == grid and np.array_equal(overlay.z, alone.z)
+    assert np.allclose(overlay.z, maps.word("red", size=grid).numpy(), atol=5e-4)
+    assert overlay.opacity == 0 and overlay.showscale is False and alone.colorbar.title.text == COLOR_BAR
+    assert overlay.zsmooth == "best" and (overlay.xaxis, alone.xaxis) == ("x", "x2")
+    assert fig.layout.updatemenus[0].buttons[0].label == "red | all layers"
+    assert [s.currentvalue.prefix for s in fig.layout.sliders] == ["overlay opacity: "]  # averaged over steps: no step slider
+    opacity = fig.layout.sliders[0].steps[2]
+    assert opacity.args[0] == {"opacity": 0.5} and list(opacity.args[1]) == list(range(1, len(fig.data), 2))
+    opened = heat_map_figure(image, maps, prompts=0)  # every word offered: opens on the head noun, "circle"
+    shown = visible_traces(opened)
+    assert shown[0] == 0 and len(shown) == 3 and opened.data[shown[1]].name == "circle (all layers)"
+    assert opened.layout.meta["heat"]["combos"][opened.layout.meta["heat"]["active"]][1] == "circle"
     with pytest.raises(ValueError, match="none of the words"):
-        heat_map_figure(image, maps, words=["blue"])
+        heat_map_figure(image, maps, prompts=0, words=["blue"])
+    with pytest.raises(ValueError, match="one image .* name it with prompts=INDEX"):
+        heat_map_figure(image, maps)
 
 
 def test_per_step_maps_get_a_step_slider_independent_of_the_menu(traced_per_step):
     image, maps = traced_per_step
-    fig = heat_map_figure(image, maps, words=["red", "circle"])
+    fig = heat_map_figure(image, maps, prompts=0, words=["red", "circle"])
     groups = ["all layers"] + sorted({layer.group for layer in maps.select()})
     combos = [(g, w) for g in groups for w in ("red", "circle")]
-    heat_traces = list(range(1, len(combos) + 1))
-    assert len(fig.data) == 1 + len(combos)
-    (slider,) = fig.layout.sliders
+    heat_traces = list(range(1, 2 * len(combos) + 1))
+    assert len(fig.data) == 1 + 2 * len(combos)
+    opacity, slider = fig.layout.sliders
     assert [s.label for s in slider.steps] == ["all", "0", "1", "2"] and slider.active == 0
     for position, step in enumerate(slider.steps):
         assert step.method == "restyle" and set(step.args[0]) == {"z"} and list(step.args[1]) == heat_traces
-        for z, (g, word) in zip(step.args[0]["z"], combos):
-            expected = maps.word(word, layers=None if g == "all layers" else [g], size=(32, 32), step=None if position == 0 else position - 1)
+        for k, z in enumerate(step.args[0]["z"]):
+            g, word = combos[k // 2]
+            layers = None if g == "all layers" else [g]
+            expected = maps.word(word, layers=layers, size=finest_grid(maps, layers), step=None if position == 0 else position - 1)
             assert np.allclose(z, expected.numpy(), atol=5e-4)
-            assert np.array_equal(np.round(z, 3), z)
     # the initial heat maps are the "all" position; the menu only switches visibility
     assert all(np.array_equal(fig.data[i].z, z) for i, z in zip(heat_traces, slider.steps[0].args[0]["z"]))
-    assert all(set(button.args[0]) == {"visible"} and len(button.args) == 1 for button in fig.layout.updatemenus[0].buttons)
-    # the steps differ (else the slider would show nothing)
-    assert not np.array_equal(slider.steps[1].args[0]["z"][0], slider.steps[3].args[0]["z"][0])
-    assert len(fig.to_json()) < 60 * 1024 * len(combos)  # ~6 characters a value, 5 maps of 32x32 per trace
+    assert all(set(button.args[0]) == {"visible"} for button in fig.layout.updatemenus[0].buttons)
+    assert not np.array_equal(slider.steps[1].args[0]["z"][0], slider.steps[3].args[0]["z"][0])  # the steps differ
 
 
-def planted_per_step_maps(n_steps: int = 12, side: int = 4) -> AttentionMaps:
+def planted_per_step_maps(n_steps: int = 12, side: int = 4, prompts: int = 1) -> AttentionMaps:
     """Per-step maps with heads kept: at position p the word "<new1>" (slots 2, 3) has the value
     p / 100 everywhere, in every head; "toy" (slot 4) has 0.5 in head 0 and 0.3 in head 1."""
-    cross = torch.zeros(1, n_steps, 2, 6, side, side)  # (prompt, step, head, token, y, x)
+    cross = torch.zeros(prompts, n_steps, 2, 6, side, side)  # (prompt, step, head, token, y, x)
     for p in range(n_steps):
-        cross[0, p, :, 2:4] = p / 100
-    cross[0, :, 0, 4], cross[0, :, 1, 4] = 0.5, 0.3
+        cross[:, p, :, 2:4] = p / 100
+    cross[:, :, 0, 4], cross[:, :, 1, 4] = 0.5, 0.3
     words = [WordSpan("a", 0, (1,)), WordSpan("<new1>", 0, (2, 3)), WordSpan("toy", 0, (4,)), WordSpan("&", 0, ())]
     return AttentionMaps(
         maps={"cross": cross}, layers=[AttentionLayer("cross", "up.1.0", "cross")],
-        tokens=PromptTokens(["a <new1> toy & <b>"], [["<s>", "a", "<new1>", "<new1>_1", "toy", "<e>"]], [words]),
+        tokens=PromptTokens(["a <new1> toy & <b>"] * prompts, [["<s>", "a", "<new1>", "<new1>_1", "toy", "<e>"]] * prompts, [words] * prompts),
         image_size=(side, side), steps=[2 * p for p in range(n_steps)], timesteps=[999.0 - 80 * p for p in range(n_steps)],
         per_step=True, heads_kept=True, guidance="cond",
     )
@@ -68,34 +84,68 @@ def planted_per_step_maps(n_steps: int = 12, side: int = 4) -> AttentionMaps:
 
 def test_slider_subsamples_steps_and_user_text_is_shown_as_written():
     maps = planted_per_step_maps()
-    fig = heat_map_figure(np.zeros((4, 4, 3)), maps)
-    slider = fig.layout.sliders[0]
+    fig = heat_map_figure(np.zeros((4, 4, 3)), maps, prompts=0)
+    slider = fig.layout.sliders[1]
     positions = [0, 1, 2, 4, 5, 6, 7, 9, 10, 11]  # 10 of 12, evenly spaced, first and last kept
     assert [s.label for s in slider.steps] == ["all"] + [str(2 * p) for p in positions]
-    new1 = list(fig.layout.updatemenus[0].buttons[1].args[0]["visible"]).index(True, 1) - 1  # trace 0 is the image
-    assert new1 == 1  # heat maps in the prompt's word order: a, <new1>, toy ("&" has no token)
-    assert np.allclose(slider.steps[0].args[0]["z"][new1], round(np.mean(range(12)) / 100, 3))
+    assert visible_traces(fig) == [0, 5, 6]  # opens on "toy", the head of "a <new1> toy & <b>"
+    new1 = 2  # z lists: overlay and heat map of "a", then of "<new1>", ...
+    assert np.allclose(slider.steps[0].args[0]["z"][new1], round(np.mean(range(12)) / 100, 4))
     for step, p in zip(slider.steps[1:], positions):
         assert np.array_equal(step.args[0]["z"][new1], np.full((4, 4), p / 100))
-        assert np.array_equal(step.args[0]["z"][2], np.full((4, 4), 0.4))  # "toy": mean of the heads
+        assert np.array_equal(step.args[0]["z"][4], np.full((4, 4), 0.4))  # "toy": mean of the heads
     # plotly reads titles and labels as HTML-like markup; user text is escaped to show as written
     assert fig.layout.title.text == "a &lt;new1&gt; toy &amp; &lt;b&gt;"
     assert [b.label for b in fig.layout.updatemenus[0].buttons][:3] == ["a | all layers", "&lt;new1&gt; | all layers", "toy | all layers"]
-    assert fig.data[2].name == "&lt;new1&gt; (all layers)"
-    every = heat_map_figure(np.zeros((4, 4, 3)), maps, max_steps=20).layout.sliders[0]
+    assert fig.data[3].name == "&lt;new1&gt; (all layers)"
+    assert fig.layout.meta["heat"]["prompts"] == ["a <new1> toy & <b>"]  # the page's menus take it as text
+    every = heat_map_figure(np.zeros((4, 4, 3)), maps, prompts=0, max_steps=20).layout.sliders[1]
     assert [s.label for s in every.steps] == ["all"] + [str(2 * p) for p in range(12)]
 
 
-def test_heat_maps_are_capped_in_size_and_stretched_over_the_image():
-    maps = planted_per_step_maps(n_steps=2)
-    fig = heat_map_figure(np.zeros((128, 96, 3)), maps, words=["toy"], max_heat_size=32)
+def test_heat_maps_stay_at_their_grid_and_are_stretched_over_the_image():
+    maps = planted_per_step_maps(n_steps=2, side=8)
+    fig = heat_map_figure(np.zeros((128, 96, 3)), maps, prompts=0, words=["toy"], max_heat_size=4)
     heat = fig.data[1]
-    assert np.shape(heat.z) == (32, 24)
-    # cell (0, 0) covers image pixels 0..3 (pixel centres at integers): centre 1.5, 4 pixels wide
-    assert (heat.x0, heat.dx, heat.y0, heat.dy) == (1.5, 4.0, 1.5, 4.0)
-    small = heat_map_figure(np.zeros((8, 8, 3)), maps, words=["toy"]).data[1]
+    assert np.shape(heat.z) == (4, 4)
+    # cell (0, 0) covers image pixels 0..31 down and 0..23 across (pixel centres at integers)
+    assert (heat.x0, heat.dx, heat.y0, heat.dy) == (11.5, 24.0, 15.5, 32.0)
+    small = heat_map_figure(np.zeros((8, 8, 3)), maps, prompts=0, words=["toy"]).data[1]
     assert np.shape(small.z) == (8, 8) and (small.x0, small.dx) == (0.0, 1.0)
-    assert not heat_map_figure(np.zeros((4, 4, 3)), planted_per_step_maps(n_steps=1)).layout.sliders  # one step: nothing to slide over
+    single = heat_map_figure(np.zeros((4, 4, 3)), planted_per_step_maps(n_steps=1), prompts=0)
+    assert len(single.layout.sliders) == 1  # one step: only the opacity slider
+
+
+def test_a_batch_gets_one_figure_with_every_prompt_and_its_own_default_word():
+    maps = planted_per_step_maps(n_steps=1, prompts=3)
+    images = np.zeros((3, 4, 4, 3), np.uint8)
+    fig = heat_map_figure(images, maps, layer_groups={"all layers": None})
+    meta = fig.layout.meta["heat"]
+    assert meta["images"] == [0, 1, 2] and len(meta["combos"]) == 3 * 3 and meta["defaults"] == [2, 5, 8]
+    assert [t.type for t in fig.data[:3]] == ["image"] * 3 and visible_traces(fig) == [0, 3 + 4, 3 + 5]
+    button = fig.layout.updatemenus[0].buttons[4]  # prompt 1's "<new1>"
+    assert button.label == "1: &lt;new1&gt; | all layers"
+    assert list(button.args[0]["visible"])[:3] == [False, True, False]
+    assert heat_map_figure(images, maps, prompts=[2]).layout.meta["heat"]["prompts"] == ["a <new1> toy & <b>"]
+
+
+def test_default_word_is_the_head_of_the_first_phrase():
+    def spans(text):
+        return [WordSpan(w, 0, (i,)) for i, w in enumerate(text.split())]
+
+    for text, expected in [("a large red circle on a gray background", "circle"), ("a <cat-toy> on a sofa, a dog", "<cat-toy>"),
+                           ("mystyle of a S* and a kword", "mystyle"), ("a photo of a cat in the garden", "cat"),
+                           ("a small dog, running", "dog,"), ("a the", "a")]:
+        words = spans(text)
+        assert words[default_word(words)].word == expected, text
+
+
+def test_gallery_shows_every_image_with_its_prompt():
+    fig = gallery_figure(np.zeros((5, 4, 4, 3)), ["a <b>red</b> circle"] + [f"prompt {i}" for i in range(4)], columns=4)
+    assert len(fig.data) == 5 and all(t.source.startswith("data:image/png") for t in fig.data)
+    assert fig.layout.annotations[0].text == "a &lt;b&gt;red&lt;/b&gt; circle"
+    with pytest.raises(ValueError, match="5 images but 1 captions"):
+        gallery_figure(np.zeros((5, 4, 4, 3)), ["x"])
 
 
 def test_matrix_projection_tcav_and_depth_figures():
@@ -122,3 +172,25 @@ def test_tcav_baselines_sit_on_their_own_bars():
     assert [list(axis) for axis in bars.x] == [["red", "red"], ["mid", "up.1"]]
     assert [list(axis) for axis in baseline.x] == [list(axis) for axis in bars.x]
     assert list(baseline.y) == [0.5, 0.4]
+
+
+def test_aggregate_figures_show_chance_excess_intervals_and_n():
+    import pandas as pd
+
+    from workbench.analyses.summaries import leakage_summary, localisation_summary
+    from workbench.viz import leakage_figure, localisation_figure
+
+    from ..analyses.test_summaries import leakage_rows
+
+    frame = pd.DataFrame(leakage_rows(0, [0.5, 0.1, 0.4], [0.05, 0.15, 0.8]) + leakage_rows(1, [0.3, 0.3, 0.4], [0.15, 0.05, 0.8]))
+    frame["role"] = frame.role.replace("color", "<b>colour</b>")  # user strings stay text
+    fig = leakage_figure(leakage_summary(frame))
+    heat = fig.data[0]
+    assert list(heat.y) == ["&lt;b&gt;colour&lt;/b&gt;", "background"]
+    assert list(heat.x) == ["own region", "other regions", "background", "object 1", "object 2"]
+    assert heat.z[0][0] == pytest.approx(0.3) and np.isnan(heat.z[1][1])  # excess; the background word has no "other regions"
+    assert "chance 0.10" in heat.text[0][0] and "n 2" in heat.text[0][0] and "excess +0.30 [" in heat.text[0][0]
+    local = pd.DataFrame({"role": ["color", "color", "shape"], "area": [0.1, 0.3, 0.2], "iou": [0.5, 0.7, 0.1]})
+    bars = localisation_figure(localisation_summary(local))
+    assert list(bars.data[0].y) == pytest.approx([0.6, 0.1]) and list(bars.data[1].y) == pytest.approx([0.2, 0.2])
+    assert list(bars.data[0].text) == ["n 2", "n 1"]

@@ -17,6 +17,7 @@ from .disentanglement import (
 )
 from .infomec import InfoMECResult, info_explicitness, infomec, normalized_mutual_information
 from .information import discrete_entropy, discrete_mutual_info, histogram_discretize
+from .intervals import MeanInterval, bootstrap_mean
 from .representations import ProbeLeakage, cosine_similarity_matrix, nearest_tokens, norms, probe_leakage
 from .overlap import (
     dice,
@@ -36,6 +37,8 @@ from .overlap import (
 __all__ = [
     "DCIResult",
     "InfoMECResult",
+    "MeanInterval",
+    "bootstrap_mean",
     "ProbeLeakage",
     "cosine_similarity_matrix",
     "dci",

@@ -16,10 +16,20 @@ from safetensors.torch import load_file
 
 from ..capture import AttentionMaps
 from ..files import atomic_path
-from ..viz import Section, concept_depth_figure, heat_map_figure, matrix_figure, projection_figure, tcav_figure, write_dashboard
+from ..analyses.summaries import leakage_summary, localisation_summary
+from ..viz import (
+    Section,
+    concept_depth_figure,
+    gallery_figure,
+    heat_map_figure,
+    leakage_figure,
+    localisation_figure,
+    matrix_figure,
+    projection_figure,
+    tcav_figure,
+    write_dashboard,
+)
 from .record import RunDirectoryError, read_record
-
-HEAT_MAP_PROMPTS = 4  # heat-map figures per run; the tables hold every prompt
 
 
 def _attention_sections(folder: Path) -> list[Section]:
@@ -29,21 +39,19 @@ def _attention_sections(folder: Path) -> list[Section]:
     groups = {f"finest ({', '.join(summary['heat_layers'])})": summary["heat_layers"], "all layers": None,
               **{g: [g] for g in sorted({layer.group for layer in maps.select()})}}
     output = summary.get("maps") == "output"
-    title, note = ("Concept maps (attention-output space)", "Choose the concept and the layers in the menu; brighter means the "
-                   "image position's attention output is closer to the concept's than to the other concepts'.") if output else (
-                   "Heat maps", "Choose the word and the layers in the menu; brighter means more of the word's attention.")
+    title, note = ("Concept maps (attention-output space)", "Choose the prompt, the concept and the layers in the menus; brighter "
+                   "means the image position's attention output is closer to the concept's than to the other concepts'.") if output else (
+                   "Heat maps", "Choose the prompt, the word and the layers in the menus; brighter means more of the word's attention.")
+    texts = maps.tokens.texts
     sections = [
-        Section(f"{title}: {maps.tokens.texts[p]}", heat_map_figure(images[p], maps, prompt=p, layer_groups=groups), note)
-        for p in range(min(HEAT_MAP_PROMPTS, len(images)))
+        Section(f"Generated images ({len(images)})", gallery_figure(images, texts), "Every image the run generated, with its prompt."),
+        Section(title, heat_map_figure(images, maps, layer_groups=groups), note + " Left: the image, with the heat map over it at "
+                "the opacity the slider sets; right: the heat map alone, its colour bar in attention probability."),
     ]
     if (folder / "concept_maps.safetensors").exists():
         concepts = AttentionMaps.load(folder / "concept_maps.safetensors")
-        sections += [
-            Section(f"Concept maps (attention-output space): {concepts.tokens.texts[p]}",
-                    heat_map_figure(images[p], concepts, prompt=p, layer_groups={"all joint layers": None}),
-                    "Beside the raw maps: each concept's map in attention-output space (ConceptAttention), a distribution over the concepts.")
-            for p in range(min(HEAT_MAP_PROMPTS, len(images)))
-        ]
+        sections.append(Section("Concept maps (attention-output space)", heat_map_figure(images, concepts, layer_groups={"all joint layers": None}),
+                                "Beside the raw maps: each concept's map in attention-output space (ConceptAttention), a distribution over the concepts."))
     leakage = pd.read_parquet(folder / "leakage.parquet")
     if not len(leakage):
         sections.append(Section("Leakage and localisation: not scored", None,
@@ -52,22 +60,18 @@ def _attention_sections(folder: Path) -> list[Section]:
                                 "(files <prompt>_<region>.png, see workbench.analyses.regions), or use the embedded ShapesWorld model, "
                                 "whose captions' regions are known."))
     else:
-        kind = np.select([leakage.region == leakage.own_region, leakage.region == "background"], ["own region", "background"], "other regions")
-        leakage = leakage.assign(kind=kind)
-        # mass on each kind of region per word, summed over its regions (two other objects add up)
-        per_word = leakage.groupby(["prompt", "word", "occurrence", "role", "kind"])[["mass", "area"]].sum().reset_index()
-        table = per_word.groupby(["role", "kind"]).mass.mean().unstack("kind").reindex(columns=["own region", "other regions", "background"])
-        chance = per_word.groupby("kind").area.mean().reindex(["own region", "other regions", "background"])
         sections.append(Section(
-            "Where attention mass goes, by word role", matrix_figure(table.to_numpy(), list(table.index), list(table.columns), "mean fraction of attention mass", 0, 1),
-            "Rows: the role of the word. A word that localises puts its mass on its own region; mass on other regions is leakage "
-            "between concepts, mass on the background is leakage into the scene. A uniform map would put on each kind its share "
-            "of the image: " + ", ".join(f"{k} {v:.2f}" for k, v in chance.items() if pd.notna(v)) + f" (over {per_word.groupby(['prompt', 'word', 'occurrence']).ngroups} words).",
+            "Where attention mass goes, by word role", leakage_figure(leakage_summary(leakage)),
+            "Rows: the role of the word; columns: its own region, the other regions (together), the background; for the "
+            "background word, each object apart. Each cell: the mean fraction of the word's attention mass there, the chance "
+            "level (the region's share of the image, what a uniform map puts there), the excess over chance with its 95% "
+            "bootstrap interval, and n words. Red: more than chance; blue: less. A word that localises has a large excess on "
+            "its own region; mass above chance elsewhere is leakage.",
         ))
         localisation = pd.read_parquet(folder / "localisation.parquet")
-        by_role = localisation.groupby("role").iou.mean()
-        sections.append(Section("Localisation (DAAM IoU at threshold 0.4)",
-                                px.bar(by_role.reset_index(), x="role", y="iou", range_y=[0, 1], title="mean IoU with the named region")))
+        sections.append(Section("Localisation (DAAM IoU at threshold 0.4)", localisation_figure(localisation_summary(localisation)),
+                                "Mean IoU of each word's thresholded heat map with its region, with its 95% bootstrap interval and n "
+                                "words; the mark beside each bar is chance, the IoU of a map covering the whole image."))
     overlap = pd.read_parquet(folder / "overlap.parquet")
     first = overlap[overlap.prompt == 0]
     if len(first):
