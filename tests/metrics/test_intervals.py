@@ -25,3 +25,16 @@ def test_constant_small_and_missing_values():
     assert bootstrap_mean([]).n == 0
     with pytest.raises(ValueError, match="level must be between 0 and 1"):
         bootstrap_mean([1, 2], level=95)
+
+
+def test_wilson_interval_known_answers():
+    from workbench.metrics import wilson_interval
+
+    # Wilson (1927) / Newcombe (1998) table: 81 of 263 -> 0.2553 to 0.3662
+    low, high = wilson_interval(81, 263)
+    assert low == pytest.approx(0.2553, abs=5e-4) and high == pytest.approx(0.3662, abs=5e-4)
+    low, high = wilson_interval(0, 10)  # never below 0: Newcombe's 0 of 10 -> 0 to 0.2775
+    assert low == pytest.approx(0.0, abs=1e-12) and high == pytest.approx(0.2775, abs=5e-4)
+    assert all(np.isnan(wilson_interval(0, 0)))
+    with pytest.raises(ValueError, match="between 0 and n = 3"):
+        wilson_interval(4, 3)

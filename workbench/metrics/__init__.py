@@ -17,7 +17,7 @@ from .disentanglement import (
 )
 from .infomec import InfoMECResult, info_explicitness, infomec, normalized_mutual_information
 from .information import discrete_entropy, discrete_mutual_info, histogram_discretize
-from .intervals import MeanInterval, bootstrap_mean
+from .intervals import MeanInterval, bootstrap_mean, wilson_interval
 from .representations import ProbeLeakage, cosine_similarity_matrix, nearest_tokens, norms, probe_leakage
 from .overlap import (
     dice,
@@ -39,6 +39,7 @@ __all__ = [
     "InfoMECResult",
     "MeanInterval",
     "bootstrap_mean",
+    "wilson_interval",
     "ProbeLeakage",
     "cosine_similarity_matrix",
     "dci",

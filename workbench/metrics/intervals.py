@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
+from scipy import stats
 
 
 @dataclass(frozen=True)
@@ -39,3 +42,24 @@ def bootstrap_mean(values, level: float = 0.95, resamples: int = 2000, seed: int
     means = x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(axis=1)
     low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     return MeanInterval(float(x.mean()), float(low), float(high), len(x))
+
+
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion successes / n (e.g. a held-out accuracy):
+    (p + z^2 / 2n -+ z sqrt(p (1 - p) / n + z^2 / 4n^2)) / (1 + z^2 / n), z the normal quantile.
+    (NaN, NaN) for n = 0.
+
+    Raises:
+        ValueError: successes outside [0, n] or a level outside (0, 1).
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be between 0 and 1, got {level}")
+    if n == 0:
+        return float("nan"), float("nan")
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be between 0 and n = {n}, got {successes}")
+    z = float(stats.norm.ppf((1 + level) / 2))
+    p = successes / n
+    centre = p + z * z / (2 * n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)

@@ -11,6 +11,7 @@ import pandas as pd
 from sklearn import linear_model, pipeline, preprocessing
 from sklearn.model_selection import train_test_split
 
+from .intervals import wilson_interval
 from .validation import as_matrix, codes_and_factors
 
 
@@ -69,27 +70,30 @@ class ProbeLeakage:
     """Held-out accuracy of a linear probe from each representation to each factor.
 
     accuracy: (representations, factors); chance: (factors,) majority-class rate on the test
-    split; above_chance = accuracy - chance.
+    split; above_chance = accuracy - chance; n_test: the held-out examples each accuracy is
+    measured on.
     """
 
     representations: tuple[str, ...]
     factors: tuple[str, ...]
     accuracy: np.ndarray
     chance: np.ndarray
+    n_test: int = 0
 
     @property
     def above_chance(self) -> np.ndarray:
         return self.accuracy - self.chance[None, :]
 
     def to_frame(self) -> pd.DataFrame:
-        """Tidy: representation, factor, accuracy, chance, above_chance."""
-        return pd.DataFrame(
-            [
-                {"representation": r, "factor": f, "accuracy": self.accuracy[i, j], "chance": self.chance[j], "above_chance": self.above_chance[i, j]}
-                for i, r in enumerate(self.representations)
-                for j, f in enumerate(self.factors)
-            ]
-        )
+        """Tidy: representation, factor, accuracy, accuracy_low, accuracy_high (95% Wilson
+        interval over the n_test held-out examples), chance, above_chance, n_test."""
+        rows = []
+        for i, r in enumerate(self.representations):
+            for j, f in enumerate(self.factors):
+                low, high = wilson_interval(round(self.accuracy[i, j] * self.n_test), self.n_test)
+                rows.append({"representation": r, "factor": f, "accuracy": self.accuracy[i, j], "accuracy_low": low, "accuracy_high": high,
+                             "chance": self.chance[j], "above_chance": self.above_chance[i, j], "n_test": self.n_test})
+        return pd.DataFrame(rows)
 
 
 def probe_leakage(
@@ -130,4 +134,4 @@ def probe_leakage(
             probe.fit(x[train], labels[train, j])
             accuracy[i, j] = np.mean(probe.predict(x[test]) == labels[test, j])
     chance = np.array([np.bincount(labels[test, j]).max() / len(test) for j in range(labels.shape[1])])
-    return ProbeLeakage(tuple(representations), tuple(factor_names), accuracy, chance)
+    return ProbeLeakage(tuple(representations), tuple(factor_names), accuracy, chance, len(test))

@@ -192,7 +192,7 @@ def tcav(ctx: Context, settings: dict[str, Any], folder: Path) -> dict[str, Any]
                       method=settings["method"], alpha=settings["alpha"], seed=ctx.probe.seed, cache_dir=ctx.run_dir / "cache")
     frame = report.to_frame()
     _table(frame, folder, "scores")
-    return {"significant": int(frame.significant.sum()), "tested": len(frame)}
+    return {"significant": int(frame.significant.sum()), "tested": len(frame), "random_runs": len(randoms)}
 
 
 def projection(ctx: Context, settings: dict[str, Any], folder: Path) -> dict[str, Any]:

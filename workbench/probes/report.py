@@ -90,6 +90,7 @@ def _attention_sections(folder: Path) -> list[Section]:
 def _primary_auxiliary_sections(folder: Path) -> list[Section]:
     cosine = pd.read_parquet(folder / "cosine.parquet").set_index("word")
     words = pd.read_parquet(folder / "words.parquet")
+    n_examples = int(words.image.nunique())
     absent_file = folder / "absent.json"
     absent = json.loads(absent_file.read_text()) if absent_file.is_file() else {}
     sections = []
@@ -97,15 +98,23 @@ def _primary_auxiliary_sections(folder: Path) -> list[Section]:
         probes = pd.read_parquet(folder / "probe_leakage.parquet")
         table = probes.pivot(index="representation", columns="factor", values="above_chance")
         scores = json.loads((folder / "disentanglement.json").read_text()) or {}
+        held_out = int(probes.n_test.iloc[0]) if "n_test" in probes.columns else None
+        widest = float((probes.accuracy_high - probes.accuracy_low).max() / 2) if held_out else float("nan")
+        evidence = (f" Each accuracy is measured on {held_out} held-out examples of {n_examples}; its 95% Wilson interval is at most "
+                    f"+-{widest:.2f} wide." if held_out else "")
         sections.append(Section(
-            "Which word carries which factor (probe accuracy above chance)",
+            f"Which word carries which factor (probe accuracy above chance, n = {held_out or n_examples})",
             matrix_figure(table.to_numpy(), list(table.index), list(table.columns), "linear-probe accuracy above chance"),
-            "A primary word should carry the object; a factor read from an auxiliary word the encoder should not put there is informational leakage. "
-            + "Scores over all words: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())))
-    sections.append(Section("Cosine similarity between the learned words", matrix_figure(cosine.to_numpy(), list(cosine.index), list(cosine.columns), "cosine", -1, 1)))
+            "A primary word should carry the object; a factor read from an auxiliary word the encoder should not put there is informational leakage."
+            + evidence + " Scores over all words: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())))
+    sections.append(Section(f"Cosine similarity between the learned words (mean over {n_examples} examples)",
+                            matrix_figure(cosine.to_numpy(), list(cosine.index), list(cosine.columns), "cosine", -1, 1)))
     if words.object_mass.notna().any():
-        sections.append(Section("Attention on the drawn object, per word",
-                                px.box(words, x="word", y="object_mass", range_y=[0, 1], title="fraction of each word's attention on the object")))
+        counts = words.dropna(subset=["object_mass"]).groupby("word").size()
+        sections.append(Section(f"Attention on the drawn object, per word (n = {int(counts.min())} images each)" if counts.nunique() == 1
+                                else "Attention on the drawn object, per word",
+                                px.box(words, x="word", y="object_mass", range_y=[0, 1], points="all", title="fraction of each word's attention on the object"),
+                                "Each point is one generated image; the box spans the middle half, the line is the median."))
     for what, why in absent.items():
         sections.append(Section(f"{what.replace('_', ' ')}: not computed", None, why))
     return sections
@@ -113,8 +122,11 @@ def _primary_auxiliary_sections(folder: Path) -> list[Section]:
 
 def _tcav_sections(folder: Path) -> list[Section]:
     frame = pd.read_parquet(folder / "scores.parquet")
+    runs = json.loads((folder / "part.json").read_text())["summary"].get("random_runs", "R")
     return [
-        Section("TCAV scores", tcav_figure(frame), "Faded bars marked n.s. are not significant after Bonferroni correction."),
+        Section("TCAV scores", tcav_figure(frame), f"Each bar: the mean sign-count score over the {runs} random sets, +- its standard "
+                "deviation; beside it the random-vs-random baseline. Faded bars marked n.s. are not significant after Bonferroni "
+                f"correction over the {len(frame)} tests."),
         Section("Concept depth", concept_depth_figure(frame)),
     ]
 
