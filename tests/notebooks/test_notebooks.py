@@ -72,6 +72,9 @@ def test_notebook_runs_top_to_bottom(name):
     assert not [o for o in outputs if o.output_type == "error"]
     # progress bars render as widgets (ipywidgets is a dependency), never as a warning
     assert not [o for o in outputs if o.output_type == "stream" and "TqdmWarning" in o.text]
+    # every figure also renders in a static HTML export (the docs site), not only in JupyterLab
+    figures = [o for o in outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    assert all("text/html" in o.data for o in figures)
 
 
 @pytest.mark.parametrize("name", NAMES)
