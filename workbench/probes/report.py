@@ -36,8 +36,8 @@ def _attention_sections(folder: Path) -> list[Section]:
     summary = json.loads((folder / "part.json").read_text())["summary"]
     maps = AttentionMaps.load(folder / "maps.safetensors")
     images = load_file(str(folder / "images.safetensors"))["images"].numpy()
-    groups = {f"finest ({', '.join(summary['heat_layers'])})": summary["heat_layers"], "all layers": None,
-              **{g: [g] for g in sorted({layer.group for layer in maps.select()})}}
+    # two layer choices keep the page light; heat_map_figure(layer_groups=...) in a notebook shows any block
+    groups = {f"finest ({', '.join(summary['heat_layers'])})": summary["heat_layers"], "all layers": None}
     output = summary.get("maps") == "output"
     title, note = ("Concept maps (attention-output space)", "Choose the prompt, the concept and the layers in the menus; brighter "
                    "means the image position's attention output is closer to the concept's than to the other concepts'.") if output else (
