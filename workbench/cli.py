@@ -25,6 +25,15 @@ def _run(args: argparse.Namespace) -> None:
     print(f"run written to {run_dir.resolve()}; dashboard: {(run_dir / 'dashboard.html').resolve()}")
 
 
+def _sweep(args: argparse.Namespace) -> None:
+    from .sweeps import run_sweep
+
+    index = run_sweep(args.sweep, args.out)
+    failed = index[index.status == "failed"]
+    print(f"sweep written to {Path(args.out).resolve()}: {len(index) - len(failed)} of {len(index)} cells done"
+          + (f"; failed: {', '.join(failed.cell)} (errors in index.parquet and sweep.log; rerun to retry them)" if len(failed) else ""))
+
+
 def _dashboard(args: argparse.Namespace) -> None:
     from .probes import write_run_dashboard
 
@@ -88,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("probe", help="a probe file, e.g. probes/concept-leakage.toml")
     run.add_argument("--out", required=True, help="the run directory (rerun to resume an interrupted run)")
     run.set_defaults(run=_run)
+
+    sweep = commands.add_parser("sweep", help="run a sweep file's cells (a probe over many settings) into a folder (resumes)")
+    sweep.add_argument("sweep", help="a sweep file: a base probe and the values its settings take")
+    sweep.add_argument("--out", required=True, help="the sweep folder (rerun to resume: finished cells are skipped)")
+    sweep.set_defaults(run=_sweep)
 
     dashboard = commands.add_parser("dashboard", help="(re)write RUN_DIR/dashboard.html from a run directory")
     dashboard.add_argument("run_dir", help="a run directory written by `workbench run`")

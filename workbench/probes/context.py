@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -26,31 +27,57 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def load_model(model: dict[str, Any], source: str):
+    """The pipeline a probe's [model] section names, its learned words inserted.
+
+    Raises:
+        ProbeError: naming the probe file and what could not be loaded.
+    """
+    try:
+        pipe = load_pipeline(model["pipeline"], device=model["device"], dtype=getattr(torch, model["dtype"]))
+        insert_embeddings(pipe, [word for path in model["embeddings"] for word in read_embeddings(path)])
+    except (PipelineLoadError, EmbeddingFileError, FileNotFoundError) as error:
+        raise ProbeError(f"{source}: [model] {error}") from None
+    pipe.set_progress_bar_config(leave=False)
+    return pipe
+
+
+class ModelCache:
+    """Pipelines loaded once and served to every probe run that names the same model
+    (pipeline, device, dtype and learned-word files): a sweep's cells of one checkpoint share it.
+    Analyses never change a pipeline for good (learned words are inserted only at loading)."""
+
+    def __init__(self):
+        self.models: dict[str, Any] = {}
+        self.loads = 0
+
+    def get(self, model: dict[str, Any], source: str):
+        key = json.dumps([model["pipeline"], model["device"], model["dtype"], [[str(p), sha256_of(p)] for p in model["embeddings"]]])
+        if key not in self.models:
+            self.models[key] = load_model(model, source)
+            self.loads += 1
+        return self.models[key]
+
+
 @dataclass
 class Context:
     """The run's model and inputs, loaded once; `check()` validates them before anything is
     written. `given_pipe` is a pipeline already in memory (its words inserted) that replaces
-    [model] pipeline and embeddings."""
+    [model] pipeline and embeddings; `models` serves pipelines loaded for earlier runs."""
 
     probe: Probe
     run_dir: Path
     given_pipe: Any = None
     prepared: dict[str, Any] = field(default_factory=dict)  # inputs a check already built, by part
+    models: ModelCache | None = None
 
     @cached_property
     def pipe(self):
         if self.given_pipe is not None:
             return self.given_pipe
-        model = self.probe.model
-        dtype = getattr(torch, model["dtype"])
-        try:
-            pipe = load_pipeline(model["pipeline"], device=model["device"], dtype=dtype)
-            words = [word for path in model["embeddings"] for word in read_embeddings(path)]
-            insert_embeddings(pipe, words)
-        except (PipelineLoadError, EmbeddingFileError, FileNotFoundError) as error:
-            raise ProbeError(f"{self.probe.source}: [model] {error}") from None
-        pipe.set_progress_bar_config(leave=False)
-        return pipe
+        if self.models is not None:
+            return self.models.get(self.probe.model, self.probe.source)
+        return load_model(self.probe.model, self.probe.source)
 
     @cached_property
     def world(self) -> EmbeddedWorld | None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..files import atomic_path
-from .context import Context
+from .context import Context, ModelCache
 from .parts import CHECKS, PARTS
 from .record import RUN_FORMAT, RunDirectoryError, read_record, versions, write_record
 from .report import write_run_dashboard
@@ -69,7 +69,7 @@ def _new_record(run_dir: Path, probe: Probe, model: dict) -> dict:
     return record
 
 
-def run_probe(probe: str | Path | Probe, out: str | Path, pipe=None, dashboard: bool = True) -> Path:
+def run_probe(probe: str | Path | Probe, out: str | Path, pipe=None, dashboard: bool = True, models: ModelCache | None = None) -> Path:
     """Run every analysis of the probe into `out` (resuming a previous run there).
 
     The model is loaded and every section checked against it before anything is written, so
@@ -82,6 +82,7 @@ def run_probe(probe: str | Path | Probe, out: str | Path, pipe=None, dashboard: 
             instead of [model] pipeline and embeddings; a notebook user gets the same run
             directory and dashboard as `workbench run`.
         dashboard: write RUN_DIR/dashboard.html at the end.
+        models: pipelines already loaded by earlier runs (a sweep's), served by [model] settings.
 
     Returns:
         The run directory.
@@ -99,7 +100,7 @@ def run_probe(probe: str | Path | Probe, out: str | Path, pipe=None, dashboard: 
         probe = replace(probe, model={**probe.model, "pipeline": f"in memory: {type(pipe).__name__}", "embeddings": []})
     run_dir = Path(out)
     record = _existing_record(run_dir, probe)
-    ctx = Context(probe, run_dir, given_pipe=pipe)
+    ctx = Context(probe, run_dir, given_pipe=pipe, models=models)
     todo = [name for name in probe.analyses if not (run_dir / name / "part.json").is_file()]
     if todo:
         ctx.check()
