@@ -28,7 +28,8 @@ def _run(args: argparse.Namespace) -> None:
 def _sweep(args: argparse.Namespace) -> None:
     from .sweeps import run_sweep
 
-    index = run_sweep(args.sweep, args.out)
+    options = {"address": args.address, "workers": args.workers} if args.engine == "ray" else {}
+    index = run_sweep(args.sweep, args.out, engine=args.engine, **options)
     failed = index[index.status == "failed"]
     print(f"sweep written to {Path(args.out).resolve()}: {len(index) - len(failed)} of {len(index)} cells done"
           + (f"; failed: {', '.join(failed.cell)} (errors in index.parquet and sweep.log; rerun to retry them)" if len(failed) else ""))
@@ -101,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="run a sweep file's cells (a probe over many settings) into a folder (resumes)")
     sweep.add_argument("sweep", help="a sweep file: a base probe and the values its settings take")
     sweep.add_argument("--out", required=True, help="the sweep folder (rerun to resume: finished cells are skipped)")
+    sweep.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help='"local": the cells one after another in this process; "ray": on Ray workers (pip install "concept-workbench[ray]")')
+    sweep.add_argument("--address", default=None, help='with --engine ray: a Ray cluster to join ("auto": the one this machine is in)')
+    sweep.add_argument("--workers", type=int, default=None, help="with --engine ray: worker processes (default: as the CPUs allow)")
     sweep.set_defaults(run=_sweep)
 
     dashboard = commands.add_parser("dashboard", help="(re)write RUN_DIR/dashboard.html from a run directory")

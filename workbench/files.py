@@ -28,3 +28,14 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
             os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+def remove_leftovers(target: str | Path) -> None:
+    """Delete what an `atomic_path(target)` left beside `target` when its process was killed
+    (its hidden temporary folder): call before writing `target` again."""
+    target = Path(target)
+    for stale in target.parent.glob(f".{target.name}.*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)

@@ -114,3 +114,16 @@ def test_damaged_run_folders_are_named_with_the_way_out(finished_run, tmp_path, 
         write_run_dashboard(copy)
     with pytest.raises(RunDirectoryError, match=message):
         run_probe(probe, copy)
+
+
+def test_a_part_left_half_written_by_a_killed_process_is_cleared_on_rerun(tmp_path):
+    from workbench.files import atomic_path, remove_leftovers
+
+    (tmp_path / ".attention.k1ll3d").mkdir()
+    (tmp_path / ".attention.k1ll3d" / "attention").mkdir()
+    (tmp_path / ".overlap.x").mkdir()
+    remove_leftovers(tmp_path / "attention")
+    assert [p.name for p in tmp_path.iterdir()] == [".overlap.x"]  # only the target's own leftovers
+    with atomic_path(tmp_path / "attention") as tmp:
+        tmp.mkdir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".overlap.x", "attention"]

@@ -2,6 +2,8 @@
 directory; one model load per checkpoint; failures recorded, not fatal; resumed, never mixed."""
 
 import json
+import re
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -10,22 +12,7 @@ import pytest
 from workbench.probes import RunDirectoryError
 from workbench.sweeps import SweepError, parse_sweep, run_sweep
 
-from ..shapes_fixtures import tiny_shapes_pipeline
-
-PROMPTS = ["a large red circle on a gray background", "a small blue square on a white background", "a large green cross on a black background"]
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    """Two tiny ShapesWorld checkpoints (random weights, two seeds) saved as pipeline folders,
-    and a base probe naming the first."""
-    root = tmp_path_factory.mktemp("sweep")
-    for seed in (0, 1):
-        tiny_shapes_pipeline(seed).save_pretrained(root / f"step-{seed}")
-    (root / "base.toml").write_text(
-        f'name = "leak"\nseed = 0\n[model]\npipeline = "{root / "step-0"}"\nsteps = 2\n'
-        f"[inputs]\nprompts = {json.dumps(PROMPTS)}\n[attention]\n")
-    return root
+from .conftest import PROMPTS
 
 
 def sweep_text(root: Path, axes: str, extra: str = "") -> str:
@@ -72,7 +59,7 @@ def test_a_sweep_runs_every_cell_loads_each_model_once_and_resumes(checkpoints, 
     assert list(leakage.columns[:3]) == ["cell", "model.pipeline", "seed"] and sorted(set(leakage.cell)) == [f"cell-00{i}" for i in range(4)]
     cells = [pd.read_parquet(tmp_path / "out" / "cells" / f"cell-00{i}" / "attention" / "leakage.parquet") for i in range(4)]
     assert len(leakage) == sum(map(len, cells)) and leakage[leakage.cell == "cell-001"].drop(columns=["cell", "model.pipeline", "seed"]).reset_index(drop=True).equals(cells[1])
-    assert "cell-004 failed" in (tmp_path / "out" / "sweep.log").read_text()
+    assert re.search(r"cell-004 .* failed in .*\nTraceback", (tmp_path / "out" / "sweep.log").read_text())
     # the same seed on another checkpoint gives other maps; the same cell rerun is skipped, not recomputed
     maps = [(tmp_path / "out" / "cells" / c / "attention" / "maps.safetensors").read_bytes() for c in ("cell-000", "cell-002")]
     assert maps[0] != maps[1]
@@ -96,3 +83,11 @@ def test_the_sweep_command_reports_cells_and_errors_in_one_line(checkpoints, tmp
     assert main(["sweep", str(checkpoints / "bad.toml"), "--out", str(tmp_path / "bad")]) == 2
     error = capsys.readouterr().err
     assert error.startswith("workbench: error: ") and "has no key 'colour'" in error and len(error.strip().splitlines()) == 1
+
+
+def test_without_ray_the_engine_names_the_extra(checkpoints, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    sweep = parse_sweep(sweep_text(checkpoints, "seed = [0]\n"), str(checkpoints / "s.toml"))
+    with pytest.raises(SweepError, match=r'the Ray engine needs Ray: pip install "concept-workbench\[ray\]"'):
+        run_sweep(sweep, tmp_path / "out", engine="ray")
+    assert not (tmp_path / "out").exists()

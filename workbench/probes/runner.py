@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..files import atomic_path
+from ..files import atomic_path, remove_leftovers
 from .context import Context, ModelCache
 from .parts import CHECKS, PARTS
 from .record import RUN_FORMAT, RunDirectoryError, read_record, versions, write_record
@@ -114,6 +114,7 @@ def run_probe(probe: str | Path | Probe, out: str | Path, pipe=None, dashboard: 
             record = _new_record(run_dir, probe, model)
     for name in tqdm(todo, desc=f"probe {probe.name}", unit="analysis"):
         tic = time.perf_counter()
+        remove_leftovers(run_dir / name)  # a part whose process was killed mid-write
         with atomic_path(run_dir / name) as tmp:
             tmp.mkdir()
             summary = PARTS[name](ctx, probe.analyses[name], tmp)

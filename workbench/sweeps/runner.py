@@ -6,10 +6,10 @@
     DIR/tables/<analysis>/<table>.parquet   every cell's table, with the cell and its axis values as columns
     DIR/sweep.log               what happened to each cell, tracebacks included
 
-Cells run in this process one after another, grouped by model so that each pipeline is loaded
-once. A cell that fails records its error and the others go on; a cell's run directory is
-written part by part through the same atomic renames as any run, so a rerun skips finished
-cells and redoes the rest.
+Cells run in this process one after another (engine "local"), or on Ray workers (engine "ray",
+see ray_engine), grouped by model so that each pipeline is loaded once per worker. A cell that
+fails records its error and the others go on; a cell's run directory is written part by part
+through the same atomic renames as any run, so a rerun skips finished cells and redoes the rest.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from ..files import atomic_path
 from ..probes.context import ModelCache
 from ..probes.record import RunDirectoryError, read_record
 from ..probes.runner import run_probe
-from .spec import Cell, Sweep, load_sweep
+from .spec import Cell, Sweep, SweepError, load_sweep
 
 SWEEP_FORMAT = 1
 INDEX_COLUMNS = ["cell", "status", "seconds", "error"]
@@ -87,18 +87,63 @@ def merge_tables(out: Path, sweep: Sweep, done: list[Cell]) -> list[Path]:
     return written
 
 
-def run_sweep(sweep: str | Path | Sweep, out: str | Path) -> pd.DataFrame:
+def run_cell(cell: Cell, run_dir: Path, models: ModelCache, threads: int = 0) -> dict:
+    """Run one cell's probe into its run directory; never raises: a failure is reported.
+
+    Returns:
+        {"status": "done" or "failed", "seconds", "error" (one line), "traceback", "model_loads"}
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    tic = time.perf_counter()
+    try:
+        run_probe(cell.probe, run_dir, dashboard=False, models=models)
+        status, error, trace = "done", None, None
+    except Exception as failure:  # a cell's failure is recorded, and the others go on
+        status, error, trace = "failed", f"{type(failure).__name__}: {failure}", traceback.format_exc()
+    finally:
+        torch.set_num_threads(previous)
+    return {"status": status, "seconds": round(time.perf_counter() - tic, 2), "error": error, "traceback": trace, "model_loads": models.loads}
+
+
+def _in_process(sweep: Sweep, cells: list[Cell], out: Path, **options):
+    """The default engine: the cells one after another in this process, one model load per model."""
+    models = ModelCache()
+    for cell in cells:
+        yield cell, run_cell(cell, out / "cells" / cell.id, models, sweep.cpus)
+
+
+ENGINES = {"local": _in_process}
+
+
+def run_sweep(sweep: str | Path | Sweep, out: str | Path, engine: str = "local", **options) -> pd.DataFrame:
     """Run every cell of the sweep into `out` (resuming: finished cells are skipped).
+
+    Args:
+        engine: "local" (this process, one cell after another) or "ray" (Ray workers; options:
+            `address` of a cluster, "auto" for the running one, or None for a local instance;
+            `workers`, the number of worker processes; `retries` of a cell whose worker died).
 
     Returns:
         The index: one row per cell (cell, its axis values, status "done" / "failed", seconds,
         error), also written to DIR/index.parquet.
 
     Raises:
-        FileNotFoundError, SweepError: the sweep file is missing or malformed.
+        FileNotFoundError, SweepError: the sweep file is missing or malformed, an unknown engine,
+            or Ray asked for and not installed.
         RunDirectoryError: `out` holds another sweep, or other files.
     """
     sweep = sweep if isinstance(sweep, Sweep) else load_sweep(sweep)
+    if engine == "ray":
+        from .ray_engine import import_ray, on_ray
+
+        import_ray()  # before anything is written
+        ENGINES["ray"] = on_ray
+    if engine not in ENGINES:
+        raise SweepError(f"engine must be \"local\" or \"ray\", got {engine!r}")
     out = Path(out)
     _check_folder(out, sweep)
     (out / "cells").mkdir(parents=True, exist_ok=True)
@@ -106,36 +151,32 @@ def run_sweep(sweep: str | Path | Sweep, out: str | Path) -> pd.DataFrame:
               "base_probe": sweep.base.source, "axes": list(sweep.axes), "cells": {c.id: c.values for c in sweep.cells}}
     with atomic_path(out / "sweep.json") as tmp:
         tmp.write_text(json.dumps(record, indent=1, default=str))
-    models = ModelCache()
     rows: dict[str, dict] = {}
-    order = sorted(sweep.cells, key=_model_key)  # one model's cells together: each pipeline stays loaded for them
-    with open(out / "sweep.log", "a", encoding="utf-8") as log, tqdm(total=len(order), desc=f"sweep {sweep.name}", unit="cell") as bar:
-        stamp = lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")  # noqa: E731
-        for cell in order:
-            run_dir = out / "cells" / cell.id
-            if cell_done(run_dir, cell):
-                parts = read_record(run_dir)["parts"].values()
-                rows[cell.id] = _row(cell, "done", round(sum(p["seconds"] for p in parts), 2), None)
-            else:
-                log.write(f"{stamp()} {cell.id} start {json.dumps(cell.values)}\n")
-                tic = time.perf_counter()
-                try:
-                    run_probe(cell.probe, run_dir, dashboard=False, models=models)
-                    seconds = round(time.perf_counter() - tic, 2)
-                    rows[cell.id] = _row(cell, "done", seconds, None)
-                    log.write(f"{stamp()} {cell.id} done in {seconds} s\n")
-                except Exception as error:  # a cell's failure is recorded, and the others go on
-                    seconds = round(time.perf_counter() - tic, 2)
-                    rows[cell.id] = _row(cell, "failed", seconds, f"{type(error).__name__}: {error}")
-                    log.write(f"{stamp()} {cell.id} failed after {seconds} s\n{traceback.format_exc()}\n")
-                log.flush()
+    todo = []
+    for cell in sorted(sweep.cells, key=_model_key):  # one model's cells together: each pipeline stays loaded for them
+        run_dir = out / "cells" / cell.id
+        if cell_done(run_dir, cell):
+            rows[cell.id] = _row(cell, "done", round(sum(p["seconds"] for p in read_record(run_dir)["parts"].values()), 2), None)
+        else:
+            todo.append(cell)
+    loads: dict[str, int] = {}
+    stamp = lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")  # noqa: E731
+    with open(out / "sweep.log", "a", encoding="utf-8") as log, \
+            tqdm(total=len(sweep.cells), initial=len(rows), desc=f"sweep {sweep.name} ({engine})", unit="cell") as bar:
+        log.write(f"{stamp()} sweep {sweep.name}: {len(todo)} of {len(sweep.cells)} cells to run, engine {engine}\n")
+        for cell, result in ENGINES[engine](sweep, todo, out, **options):
+            rows[cell.id] = _row(cell, result["status"], result["seconds"], result["error"])
+            loads[result.get("worker", "local")] = result["model_loads"]
+            log.write(f"{stamp()} {cell.id} {json.dumps(cell.values)} {result['status']} in {result['seconds']} s"
+                      + (f" on {result['worker']}" if "worker" in result else "") + "\n" + (result["traceback"] or ""))
+            log.flush()
             failed = sum(r["status"] == "failed" for r in rows.values())
-            bar.set_postfix(done=len(rows) - failed, failed=failed, models_loaded=models.loads)
+            bar.set_postfix(done=len(rows) - failed, failed=failed, models_loaded=sum(loads.values()))
             bar.update()
     index = pd.DataFrame([rows[c.id] for c in sweep.cells])
     index = index[["cell", *sweep.axes, *[c for c in INDEX_COLUMNS if c != "cell"]]]
     _write_parquet(index, out / "index.parquet")
-    record["model_loads"] = models.loads  # in this run of the sweep (0 when every cell was done)
+    record["model_loads"] = sum(loads.values())  # in this run of the sweep (0 when every cell was done)
     with atomic_path(out / "sweep.json") as tmp:
         tmp.write_text(json.dumps(record, indent=1, default=str))
     merge_tables(out, sweep, [c for c in sweep.cells if rows[c.id]["status"] == "done"])

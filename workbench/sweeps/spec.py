@@ -10,6 +10,9 @@
     [[cells]]                           # with combine = "list": each cell's values
     seed = 0
     "model.pipeline" = "checkpoints/step-1000"
+    [resources]                         # what each cell asks for
+    cpus = 1                            # torch threads per cell (0: torch's default in this process, 1 under Ray)
+    gpus = 0                            # GPUs per cell under Ray (its probe's [model] device = "cuda" uses them)
 
 Every cell's probe is the base probe with the cell's values put in, checked as a probe file is;
 an error names the sweep file, the line of the axis, the cell and what the probe reader said.
@@ -34,7 +37,8 @@ TOP_KEYS = {
     "combine": '"grid" (every combination of the axes) or "list" (the [[cells]] tables)',
     "prompt_chunks": "split the base probe's prompts into this many chunks, one cell each (0: no)",
 }
-SECTIONS = ("axes", "cells")
+SECTIONS = ("axes", "cells", "resources")
+RESOURCES = {"cpus": "torch threads per cell (0: torch's default in this process, 1 under Ray)", "gpus": "GPUs per cell under Ray"}
 PROMPT_CHUNK = "prompt_chunk"  # the axis column of a chunk of the prompts
 
 
@@ -58,6 +62,8 @@ class Sweep:
     base: Probe
     axes: tuple[str, ...]
     cells: tuple[Cell, ...]
+    cpus: int = 0
+    gpus: float = 0
     source: str = field(default="", compare=False)
 
     def fingerprint(self) -> str:
@@ -135,7 +141,7 @@ def parse_sweep(text: str, path: str = "<sweep>") -> Sweep:
         raise SweepError(f"{path}: not valid TOML: {error}") from None
     for key in raw:
         if key not in TOP_KEYS and key not in SECTIONS:
-            raise SweepError(f"{_where(path, text, key)}: unknown key {key!r}; accepted: {', '.join([*TOP_KEYS, '[axes]', '[[cells]]'])}")
+            raise SweepError(f"{_where(path, text, key)}: unknown key {key!r}; accepted: {', '.join([*TOP_KEYS, '[axes]', '[[cells]]', '[resources]'])}")
     for key in ("name", "probe"):
         if not isinstance(raw.get(key), str) or not raw[key]:
             raise SweepError(f"{path}: {key!r} must be a string ({TOP_KEYS[key]})")
@@ -145,6 +151,14 @@ def parse_sweep(text: str, path: str = "<sweep>") -> Sweep:
     chunks = raw.get("prompt_chunks", 0)
     if not isinstance(chunks, int) or isinstance(chunks, bool) or chunks < 0:
         raise SweepError(f"{_where(path, text, 'prompt_chunks')}: prompt_chunks must be a whole number >= 0, got {chunks!r}")
+    resources = raw.get("resources", {})
+    if not isinstance(resources, dict):
+        raise SweepError(f"{path}: [resources] must be a table: {', '.join(f'{k} ({v})' for k, v in RESOURCES.items())}")
+    for key, value in resources.items():
+        if key not in RESOURCES:
+            raise SweepError(f"{_where(path, text, key)}: unknown key {key!r} in [resources]; accepted: {', '.join(RESOURCES)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (key == "cpus" and not isinstance(value, int)):
+            raise SweepError(f"{_where(path, text, key)}: [resources] {key} must be a number >= 0 ({RESOURCES[key]}), got {value!r}")
     base_path = Path(path).parent / raw["probe"]
     try:
         base = load_probe(base_path)
@@ -191,7 +205,8 @@ def parse_sweep(text: str, path: str = "<sweep>") -> Sweep:
         shown = {k: v for k, v in combo.items() if k != "_prompts"}
         probe = _cell_probe(path, text, base, combo, f"{path}: {cell_id} {json.dumps(shown)}")
         cells.append(Cell(cell_id, shown, probe))
-    return Sweep(name=raw["name"], description=raw.get("description", ""), base=base, axes=tuple(names), cells=tuple(cells), source=path)
+    return Sweep(name=raw["name"], description=raw.get("description", ""), base=base, axes=tuple(names), cells=tuple(cells),
+                 cpus=resources.get("cpus", 0), gpus=resources.get("gpus", 0), source=path)
 
 
 def load_sweep(path: str | Path) -> Sweep:
