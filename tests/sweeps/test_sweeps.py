@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 from workbench.probes import RunDirectoryError
+from workbench.analyses.summaries import localisation_summary
 from workbench.sweeps import SweepError, parse_sweep, run_sweep
+from workbench.sweeps.report import sweep_sections
 
 from .conftest import PROMPTS
 
@@ -60,6 +62,15 @@ def test_a_sweep_runs_every_cell_loads_each_model_once_and_resumes(checkpoints, 
     cells = [pd.read_parquet(tmp_path / "out" / "cells" / f"cell-00{i}" / "attention" / "leakage.parquet") for i in range(4)]
     assert len(leakage) == sum(map(len, cells)) and leakage[leakage.cell == "cell-001"].drop(columns=["cell", "model.pipeline", "seed"]).reset_index(drop=True).equals(cells[1])
     assert re.search(r"cell-004 .* failed in .*\nTraceback", (tmp_path / "out" / "sweep.log").read_text())
+    page = (tmp_path / "out" / "dashboard.html").read_text()
+    for heading in ("Cells: 4 of 6 done", "localisation IoU (DAAM, threshold 0.4) against seed", "above chance against model.pipeline"):
+        assert heading in page
+    _, sections = sweep_sections(tmp_path / "out")
+    by_seed = next(s.figure for s in sections if s.heading == "localisation IoU (DAAM, threshold 0.4) against seed")
+    local = pd.read_parquet(tmp_path / "out" / "tables" / "attention" / "localisation.parquet")
+    expected = localisation_summary(local[local.seed == 1]).set_index("role").iou
+    for trace in by_seed.data:  # a line per role, a point per seed
+        assert trace.y[list(trace.x).index(1)] == pytest.approx(expected[trace.name])
     # the same seed on another checkpoint gives other maps; the same cell rerun is skipped, not recomputed
     maps = [(tmp_path / "out" / "cells" / c / "attention" / "maps.safetensors").read_bytes() for c in ("cell-000", "cell-002")]
     assert maps[0] != maps[1]

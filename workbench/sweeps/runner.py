@@ -5,6 +5,7 @@
     DIR/index.parquet           one row per cell: its axis values, status, seconds, error
     DIR/tables/<analysis>/<table>.parquet   every cell's table, with the cell and its axis values as columns
     DIR/sweep.log               what happened to each cell, tracebacks included
+    DIR/dashboard.html          each headline measure against each axis, with intervals
 
 Cells run in this process one after another (engine "local"), or on Ray workers (engine "ray",
 see ray_engine), grouped by model so that each pipeline is loaded once per worker. A cell that
@@ -119,13 +120,14 @@ def _in_process(sweep: Sweep, cells: list[Cell], out: Path, **options):
 ENGINES = {"local": _in_process}
 
 
-def run_sweep(sweep: str | Path | Sweep, out: str | Path, engine: str = "local", **options) -> pd.DataFrame:
+def run_sweep(sweep: str | Path | Sweep, out: str | Path, engine: str = "local", dashboard: bool = True, **options) -> pd.DataFrame:
     """Run every cell of the sweep into `out` (resuming: finished cells are skipped).
 
     Args:
         engine: "local" (this process, one cell after another) or "ray" (Ray workers; options:
             `address` of a cluster, "auto" for the running one, or None for a local instance;
             `workers`, the number of worker processes; `retries` of a cell whose worker died).
+        dashboard: write DIR/dashboard.html (each headline measure against each axis).
 
     Returns:
         The index: one row per cell (cell, its axis values, status "done" / "failed", seconds,
@@ -180,4 +182,8 @@ def run_sweep(sweep: str | Path | Sweep, out: str | Path, engine: str = "local",
     with atomic_path(out / "sweep.json") as tmp:
         tmp.write_text(json.dumps(record, indent=1, default=str))
     merge_tables(out, sweep, [c for c in sweep.cells if rows[c.id]["status"] == "done"])
+    if dashboard:
+        from .report import write_sweep_dashboard
+
+        write_sweep_dashboard(out)
     return index
