@@ -28,6 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "concepts": {"capture", "pipelines", "files"},
     "analyses": {"capture", "concepts", "metrics", "pipelines", "files"},
     "probes": {"analyses", "capture", "concepts", "metrics", "pipelines", "projection", "viz", "files", "version", "worlds"},
+    "sweeps": {"analyses", "metrics", "probes", "viz", "files"},
     "__init__": {"capture", "pipelines", "version"},
 }
 PRODUCT = set(ALLOWED)

@@ -67,14 +67,18 @@ def encode_concepts(pipe, words: Sequence[str], text_parts: Sequence[str], limit
 
 
 def _encode_prompt(pipe, words: list[str]) -> torch.Tensor:
-    """The pipeline's prompt states for the words, encoded as concept analyses encode prompts
-    (its own encode_prompt, without guidance): (batch, tokens, width)."""
-    from ..concepts.pipeline_io import encode_prompts  # concept analyses build on capture, not the reverse
-
-    if getattr(pipe, "encode_prompt", None) is None:
+    """`pipe.encode_prompt` on the words, without guidance: its prompt states (batch, tokens, width).
+    (The joint-attention pipelines that have concept maps return their prompt states first.)"""
+    encode = getattr(pipe, "encode_prompt", None)
+    if encode is None:
         raise ConceptWordError(f"{type(pipe).__name__} has no encode_prompt to encode concept words with")
+    parameters = inspect.signature(encode).parameters
+    options = {name: None for name in ("prompt_2", "prompt_3") if name in parameters}
+    if "do_classifier_free_guidance" in parameters:
+        options["do_classifier_free_guidance"] = False
     with torch.no_grad():
-        return encode_prompts(pipe, words).states
+        output = encode(words, **options)
+    return output[0] if isinstance(output, tuple) else output
 
 
 class ConceptStream:

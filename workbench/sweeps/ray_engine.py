@@ -16,7 +16,7 @@ from collections import Counter, deque
 from pathlib import Path
 
 from ..probes.context import ModelCache
-from .runner import _model_key, run_cell
+from .cells import model_key, run_cell
 from .spec import Cell, Sweep, SweepError
 
 
@@ -70,7 +70,7 @@ def on_ray(sweep: Sweep, cells: list[Cell], out: Path, address: str | None = Non
         loads: Counter = Counter()  # model loads per worker process, as last reported
         queues: dict[str, deque] = {}
         for cell in cells:
-            queues.setdefault(_model_key(cell), deque()).append(cell)
+            queues.setdefault(model_key(cell), deque()).append(cell)
         attempts: Counter = Counter()
         pending: dict = {}
 
@@ -98,7 +98,7 @@ def on_ray(sweep: Sweep, cells: list[Cell], out: Path, address: str | None = Non
                 holding[i] = None
                 attempts[cell.id] += 1
                 if attempts[cell.id] <= retries:
-                    queues.setdefault(_model_key(cell), deque()).appendleft(cell)
+                    queues.setdefault(model_key(cell), deque()).appendleft(cell)
                 else:
                     error = f"WorkerDied: the worker running this cell died {attempts[cell.id]} time(s) ({type(death).__name__}); rerun the sweep to retry"
                     yield cell, {"status": "failed", "seconds": None, "error": error, "traceback": None, "model_loads": loads[worker], "worker": worker}

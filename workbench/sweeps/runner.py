@@ -16,8 +16,6 @@ through the same atomic renames as any run, so a rerun skips finished cells and 
 from __future__ import annotations
 
 import json
-import time
-import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,7 +25,7 @@ from tqdm.auto import tqdm
 from ..files import atomic_path
 from ..probes.context import ModelCache
 from ..probes.record import RunDirectoryError, read_record
-from ..probes.runner import run_probe
+from .cells import model_key, run_cell
 from .spec import Cell, Sweep, SweepError, load_sweep
 
 SWEEP_FORMAT = 1
@@ -52,11 +50,6 @@ def cell_done(run_dir: Path, cell: Cell) -> bool:
     except (FileNotFoundError, RunDirectoryError):
         return False
     return record.get("fingerprint") == cell.probe.fingerprint() and all(name in record["parts"] for name in cell.probe.analyses)
-
-
-def _model_key(cell: Cell) -> str:
-    model = cell.probe.model
-    return json.dumps([model["pipeline"], model["device"], model["dtype"], model["embeddings"]])
 
 
 def _row(cell: Cell, status: str, seconds: float | None, error: str | None) -> dict:
@@ -86,28 +79,6 @@ def merge_tables(out: Path, sweep: Sweep, done: list[Cell]) -> list[Path]:
         _write_parquet(pd.concat(frames, ignore_index=True), target)
         written.append(target)
     return written
-
-
-def run_cell(cell: Cell, run_dir: Path, models: ModelCache, threads: int = 0) -> dict:
-    """Run one cell's probe into its run directory; never raises: a failure is reported.
-
-    Returns:
-        {"status": "done" or "failed", "seconds", "error" (one line), "traceback", "model_loads"}
-    """
-    import torch
-
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    tic = time.perf_counter()
-    try:
-        run_probe(cell.probe, run_dir, dashboard=False, models=models)
-        status, error, trace = "done", None, None
-    except Exception as failure:  # a cell's failure is recorded, and the others go on
-        status, error, trace = "failed", f"{type(failure).__name__}: {failure}", traceback.format_exc()
-    finally:
-        torch.set_num_threads(previous)
-    return {"status": status, "seconds": round(time.perf_counter() - tic, 2), "error": error, "traceback": trace, "model_loads": models.loads}
 
 
 def _in_process(sweep: Sweep, cells: list[Cell], out: Path, **options):
@@ -155,7 +126,7 @@ def run_sweep(sweep: str | Path | Sweep, out: str | Path, engine: str = "local",
         tmp.write_text(json.dumps(record, indent=1, default=str))
     rows: dict[str, dict] = {}
     todo = []
-    for cell in sorted(sweep.cells, key=_model_key):  # one model's cells together: each pipeline stays loaded for them
+    for cell in sorted(sweep.cells, key=model_key):  # one model's cells together: each pipeline stays loaded for them
         run_dir = out / "cells" / cell.id
         if cell_done(run_dir, cell):
             rows[cell.id] = _row(cell, "done", round(sum(p["seconds"] for p in read_record(run_dir)["parts"].values()), 2), None)
