@@ -101,3 +101,27 @@ def test_batched_maps_give_arrays():
 def test_bad_maps_are_named(a, b, fragment):
     with pytest.raises(ValueError, match=fragment):
         soft_iou(a, b)
+
+
+def test_mass_moved_is_the_total_variation_over_regions():
+    from workbench.metrics import mass_moved
+
+    left = np.zeros((4, 4), bool)
+    left[:, :2] = True
+    regions = np.stack([left, ~left])
+    before = np.where(left, 3.0, 1.0)  # 6/8 of the mass on the left half
+    after = np.where(left, 1.0, 1.0)  # 1/2 on each
+    assert mass_moved(before, after, regions) == pytest.approx(0.25)
+    assert mass_moved(before, before, regions) == 0.0
+    assert mass_moved(np.where(left, 1.0, 0.0), np.where(left, 0.0, 1.0), regions) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match=r"regions must be boolean masks \(regions, y, x\)"):
+        mass_moved(before, after, left)
+
+
+def test_distribution_overlap_known_answers():
+    from workbench.metrics import distribution_overlap
+
+    a = np.array([[1.0, 1.0], [0.0, 0.0]])
+    assert distribution_overlap(a, 3 * a) == pytest.approx(1.0)  # equal up to scale
+    assert distribution_overlap(a, a[::-1]) == pytest.approx(0.0, abs=1e-6)  # disjoint
+    assert distribution_overlap(a, np.ones((2, 2))) == pytest.approx(0.5)  # min(1/2, 1/4) twice

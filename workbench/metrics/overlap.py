@@ -107,6 +107,15 @@ def soft_iou(a: ArrayLike, b: ArrayLike) -> float | np.ndarray:
     return _out((inter + 1) / (_sum(a) + _sum(b) - inter + 1))
 
 
+def distribution_overlap(a: ArrayLike, b: ArrayLike) -> float | np.ndarray:
+    """The shared mass of two maps as distributions over positions: sum min(p, q), p and q the
+    maps divided by their sums; 1 for maps equal up to scale, 0 for disjoint ones (it is one
+    minus their total variation distance).
+    """
+    a, b = _pair(a, b)
+    return _out(_sum(np.minimum(to_distribution(a), to_distribution(b))))
+
+
 def dice(a: ArrayLike, b: ArrayLike) -> float | np.ndarray:
     """Soft Dice on min-max normalised maps: 2 sum ab / (sum a + sum b) (two empty maps -> 1)."""
     a, b = _pair(a, b)
@@ -155,6 +164,23 @@ def mass_inside(heat_map: ArrayLike, mask: ArrayLike) -> float | np.ndarray:
         raise ValueError(f"mask's spatial shape {m.shape[-2:]} differs from heat_map's {a.shape[-2:]}")
     total = _sum(a)
     return _out(np.where(total > EPS, _sum(a * m) / np.maximum(total, EPS), 0.0))
+
+
+def mass_moved(before: ArrayLike, after: ArrayLike, regions: ArrayLike) -> float:
+    """How much of a word's attention mass moved between regions from one heat map to another:
+    half the summed absolute change of its share on each region (the total variation between
+    the two distributions over regions); 0 when nothing moved, 1 when it all moved, when the
+    regions tile the image.
+
+    Args:
+        before, after: (y, x) heat maps of the same word (e.g. base model and fine-tune).
+        regions: boolean (regions, y, x) masks.
+    """
+    masks = np.asarray(_numpy(regions), bool)
+    if masks.ndim != 3:
+        raise ValueError(f"regions must be boolean masks (regions, y, x), got shape {masks.shape}")
+    shares = [np.array([mass_inside(m, mask) for mask in masks]) for m in (before, after)]
+    return float(0.5 * np.abs(shares[0] - shares[1]).sum())
 
 
 def leakage_matrix(heat_maps: ArrayLike, regions: ArrayLike) -> np.ndarray:

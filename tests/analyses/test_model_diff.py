@@ -1,0 +1,73 @@
+"""Two models compared word by word: zero change for a model against itself, a change where
+weights were changed (a perturbed text encoder moves encoder outputs and heat maps; a LoRA on the
+UNet moves heat maps but not the text encoder), what differs named when architectures differ."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.analyses import compare_models
+from workbench.pipelines.random_pipelines import build_random_pipeline
+
+PROMPTS = ["a red cat on a sofa", "a dog in the garden"]
+
+
+@pytest.fixture(scope="module")
+def sd(tmp_path_factory):
+    pipe = build_random_pipeline("sd15", tmp_path_factory.mktemp("sd"), tokenizer="bpe", sample_size=8)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_a_model_against_itself_changes_nothing(sd):
+    diff = compare_models(sd, sd, PROMPTS, steps=2)
+    words = diff.to_frame()
+    assert len(words) == sum(len(p.split()) for p in PROMPTS)
+    assert np.allclose(words.heat_overlap, 1.0) and np.allclose(words.encoder_cosine, 1.0) and np.allclose(words.encoder_norm_ratio, 1.0)
+    assert np.allclose(diff.embeddings.cosine, 1.0) and (diff.embeddings.nearest_base == diff.embeddings.nearest_other).all()
+    assert diff.differences == [] and words.mass_moved.isna().all()  # no regions given
+
+
+def test_a_perturbed_text_encoder_moves_outputs_and_maps(sd):
+    other = copy.deepcopy(sd)
+    with torch.no_grad():
+        layer = other.text_encoder.text_model.encoder.layers[0] if hasattr(other.text_encoder, "text_model") else other.text_encoder.encoder.layers[0]
+        layer.mlp.fc2.weight.add_(torch.randn(layer.mlp.fc2.weight.shape, generator=torch.Generator().manual_seed(0)) * 0.5)
+    words = compare_models(sd, other, PROMPTS, names=("base", "erased"), steps=2).to_frame()
+    assert (words.encoder_cosine < 0.999).all() and (words.heat_overlap < 1.0).any()
+    diff = compare_models(sd, other, PROMPTS[:1], steps=2)
+    assert np.allclose(diff.embeddings.cosine, 1.0)  # the input embeddings were not touched
+
+
+def test_a_lora_on_the_unet_moves_maps_not_the_text_encoder(sd):
+    from peft import LoraConfig
+
+    other = copy.deepcopy(sd)
+    other.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_k", "to_q", "to_v", "to_out.0"], init_lora_weights=False))
+    words = compare_models(sd, other, PROMPTS, names=("base", "lora"), steps=2).to_frame()
+    assert np.allclose(words.encoder_cosine, 1.0)
+    assert (words.heat_overlap < 0.999).all()
+
+
+def test_regions_give_the_mass_moved_and_other_architectures_are_named(sd, tmp_path):
+    from workbench.analyses.regions import Regions
+
+    def halves(prompt, maps, image):
+        left = np.zeros(image.shape[:2], bool)
+        left[:, : image.shape[1] // 2] = True
+        return Regions(masks={"left": left, "right": ~left}, words={})
+
+    shifted = copy.deepcopy(sd)
+    with torch.no_grad():
+        for p in shifted.unet.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(1)) * 0.05)
+    words = compare_models(sd, shifted, PROMPTS[:1], steps=2, regions=halves).to_frame()
+    assert words.mass_moved.between(0, 1).all() and (words.mass_moved > 0).any()
+    xl = build_random_pipeline("sdxl", tmp_path, tokenizer="bpe", sample_size=8)
+    xl.set_progress_bar_config(disable=True)
+    diff = compare_models(sd, xl, PROMPTS[:1], steps=2)
+    assert any(d.startswith("pipelines: StableDiffusionPipeline vs StableDiffusionXLPipeline") for d in diff.differences)
+    assert any("text-encoder outputs not compared: widths 32 and 64" in d for d in diff.differences)
+    assert diff.to_frame().encoder_cosine.isna().all() and diff.to_frame().heat_overlap.notna().all()
