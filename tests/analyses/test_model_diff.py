@@ -71,3 +71,41 @@ def test_regions_give_the_mass_moved_and_other_architectures_are_named(sd, tmp_p
     assert any(d.startswith("pipelines: StableDiffusionPipeline vs StableDiffusionXLPipeline") for d in diff.differences)
     assert any("text-encoder outputs not compared: widths 32 and 64" in d for d in diff.differences)
     assert diff.to_frame().encoder_cosine.isna().all() and diff.to_frame().heat_overlap.notna().all()
+
+
+def test_a_diff_probe_compares_a_folder_and_a_lora_and_refuses_what_does_not_fit(sd, tmp_path, monkeypatch):
+    """[diff] against a fine-tuned folder and the probe's model + a LoRA: the tables, the
+    before | after | difference figure; a LoRA of another model refused before anything is written."""
+    import json
+
+    import pandas as pd
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    from workbench.pipelines.random_pipelines import save_random_pipeline
+    from workbench.pipelines.loading import load_pipeline
+    from workbench.probes import ProbeError, run_probe
+
+    monkeypatch.chdir(tmp_path)
+    base = save_random_pipeline("sd15", tmp_path / "base", tokenizer="bpe", sample_size=8)
+    tuned = load_pipeline(base)
+    with torch.no_grad():
+        tuned.unet.conv_in.weight.mul_(1.5)
+    tuned.save_pretrained(tmp_path / "tuned")
+    adapted = load_pipeline(base)
+    adapted.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_k", "to_q", "to_v"], init_lora_weights=False))
+    type(adapted).save_lora_weights(tmp_path / "lora", unet_lora_layers=get_peft_model_state_dict(adapted.unet))
+    head = f'name = "d"\n[model]\npipeline = "{base}"\nsteps = 2\n[inputs]\nprompts = {json.dumps(PROMPTS)}\n'
+    (tmp_path / "d.toml").write_text(head + f'[diff]\nagainst = ["{tmp_path / "tuned"}", "lora:lora/pytorch_lora_weights.safetensors"]\n')
+    run = run_probe(tmp_path / "d.toml", tmp_path / "run")
+    words = pd.read_parquet(run / "diff" / "words.parquet")
+    assert set(words.against) == {"tuned", "+ LoRA pytorch_lora_weights"}
+    assert np.allclose(words.encoder_cosine, 1.0) and (words.heat_overlap < 0.999).any()
+    page = (run / "dashboard.html").read_text()
+    assert "Base | tuned | difference" in page and "Which words changed: base against + LoRA pytorch_lora_weights" in page
+    xl = build_random_pipeline("sdxl", tmp_path / "xl", tokenizer="bpe", sample_size=8)
+    xl.unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_k"], init_lora_weights=False))
+    type(xl).save_lora_weights(tmp_path / "xl-lora", unet_lora_layers=get_peft_model_state_dict(xl.unet))
+    (tmp_path / "bad.toml").write_text(head + '[diff]\nagainst = ["lora:xl-lora/pytorch_lora_weights.safetensors"]\n')
+    with pytest.raises(ProbeError, match=r"bad.toml: \[diff\] against 'lora:xl-lora/.*': .*pytorch_lora_weights.safetensors: the LoRA does not fit"):
+        run_probe(tmp_path / "bad.toml", tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()

@@ -194,3 +194,21 @@ def test_aggregate_figures_show_chance_excess_intervals_and_n():
     bars = localisation_figure(localisation_summary(local))
     assert list(bars.data[0].y) == pytest.approx([0.6, 0.1]) and list(bars.data[1].y) == pytest.approx([0.2, 0.2])
     assert list(bars.data[0].text) == ["n 2", "n 1"]
+
+
+def test_diff_figure_shows_both_maps_and_their_difference():
+    from workbench.viz import diff_figure, word_change_figure
+
+    base, other = planted_per_step_maps(n_steps=1), planted_per_step_maps(n_steps=1)
+    other.maps["cross"] = other.maps["cross"] * 2  # every word attends twice as much in the other model
+    images = np.zeros((1, 4, 4, 3), np.uint8)
+    fig = diff_figure((images, images), (base, other), ("base", "tuned <b>"))
+    heat = [t for t in fig.data if t.type == "heatmap"]
+    assert len(heat) == 3 * 3  # a, <new1>, toy: base, other, difference each
+    shown = [t for t in heat if t.visible is True]
+    assert len(shown) == 3 and np.allclose(np.asarray(shown[2].z), np.asarray(shown[1].z) - np.asarray(shown[0].z), atol=1e-3)
+    assert np.allclose(shown[0].z, 0.5 * 0.5 + 0.5 * 0.3)  # "toy", the head noun: the mean of its heads
+    assert fig.layout.annotations[1].text == "tuned &lt;b&gt;"
+    words = pd.DataFrame({"prompt": [0, 1, 0], "word": ["red", "red", "cat"], "occurrence": 0, "heat_overlap": [0.9, 0.7, 1.0], "encoder_cosine": [1.0, 1.0, 0.5]})
+    bars = word_change_figure(words)
+    assert list(bars.data[0].x) == ["red", "cat"] and list(bars.data[0].y) == pytest.approx([0.2, 0.0]) and list(bars.data[1].y) == pytest.approx([0.0, 0.5])

@@ -28,6 +28,7 @@ from ..pipelines.image_input import IMAGE_SUFFIXES, image_files
 from ..projection import Projection
 from .sources import is_source, load_target, read_source
 from .context import Context
+from .diff import check_diff, diff
 from .spec import ProbeError
 
 
@@ -221,10 +222,12 @@ CHECKS: dict[str, Callable[[Context, dict[str, Any]], None]] = {
     "attention": check_attention,
     "primary_auxiliary": check_primary_auxiliary,
     "tcav": check_tcav,
+    "diff": check_diff,
 }
 PARTS: dict[str, Callable[[Context, dict[str, Any], Path], dict[str, Any]]] = {
     "attention": attention,
     "primary_auxiliary": primary_auxiliary,
     "tcav": tcav,
+    "diff": diff,
     "projection": projection,
 }

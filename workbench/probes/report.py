@@ -20,6 +20,7 @@ from ..analyses.summaries import leakage_summary, localisation_summary
 from ..viz import (
     Section,
     concept_depth_figure,
+    diff_figure,
     gallery_figure,
     heat_map_figure,
     leakage_figure,
@@ -27,6 +28,7 @@ from ..viz import (
     matrix_figure,
     projection_figure,
     tcav_figure,
+    word_change_figure,
     write_dashboard,
 )
 from .record import RunDirectoryError, read_record
@@ -131,6 +133,33 @@ def _tcav_sections(folder: Path) -> list[Section]:
     ]
 
 
+def _diff_sections(folder: Path) -> list[Section]:
+    against = json.loads((folder / "against.json").read_text())
+    words = pd.read_parquet(folder / "words.parquet")
+    embeddings = pd.read_parquet(folder / "embeddings.parquet")
+    images = load_file(str(folder / "images.safetensors"))
+    base = AttentionMaps.load(folder / "maps-base.safetensors")
+    sections = []
+    for k, name in enumerate(against["names"]):
+        other = AttentionMaps.load(folder / f"maps-{k}.safetensors")
+        pair = (images["base"].numpy(), images[f"against-{k}"].numpy())
+        differences = against["differences"].get(name) or []
+        sections.append(Section(f"Base | {name} | difference", diff_figure(pair, (base, other), ("base", name)),
+                                "The same prompts and seed in both models; choose the prompt and word in the menu. Red: the word "
+                                "attends there more in the other model, blue: less." + (" Differences between the pipelines: "
+                                + "; ".join(differences) + "." if differences else "")))
+        chosen = words[words.against == name]
+        sections.append(Section(f"Which words changed: base against {name}", word_change_figure(chosen),
+                                "Per word, the mean over its prompts of 1 - the overlap of its two heat maps (as distributions) and "
+                                "1 - the cosine of its two text-encoder outputs; 0 means unchanged."))
+        table = embeddings[embeddings.against == name]
+        sections.append(Section(f"Token embeddings: base against {name}", px.bar(table, x="word", y="cosine", range_y=[-1, 1.05],
+                                hover_data=["norm_base", "norm_other", "nearest_base", "nearest_other"],
+                                title="cosine of each word's token embedding in the two text encoders"),
+                                "1: the word's input embedding is unchanged; hover for its norms and nearest vocabulary tokens in each model."))
+    return sections
+
+
 def _projection_sections(folder: Path) -> list[Section]:
     points = pd.read_parquet(folder / "points.parquet")
     color = "word" if "word" in points.columns else "kind"
@@ -138,7 +167,7 @@ def _projection_sections(folder: Path) -> list[Section]:
 
 
 SECTIONS = {"attention": _attention_sections, "primary_auxiliary": _primary_auxiliary_sections,
-            "tcav": _tcav_sections, "projection": _projection_sections}
+            "tcav": _tcav_sections, "diff": _diff_sections, "projection": _projection_sections}
 
 
 def run_sections(run_dir: str | Path) -> tuple[dict, list[Section]]:

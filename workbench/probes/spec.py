@@ -11,6 +11,7 @@
                   labels, masks, template   (which learned word carries what)
     [tcav]        target, concepts, layers, examples, random_runs, random_pool, explained,
                   timestep, method, alpha  (sources: see probes/sources.py)
+    [diff]        against   (the model compared word by word with others: folders, "lora:FILE")
     [projection]  bank, metric, neighbors
 
 A section that is present runs; its absent keys take the defaults below (an absent
@@ -95,13 +96,16 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
         "method": ((str,), "sgd", '"sgd", "logistic" or "mean_difference"'),
         "alpha": ((int, float), 0.05, "significance level before Bonferroni"),
     },
+    "diff": {
+        "against": ((list,), REQUIRED, 'models to compare with [model], word by word: pipeline folders or names, or "lora:FILE" ([model] with that LoRA)'),
+    },
     "projection": {
         "bank": ((str,), "vocabulary", '"vocabulary" (token embeddings) or "learned-words" (needs [primary_auxiliary])'),
         "metric": ((str,), "cosine", '"cosine" or "euclidean"'),
         "neighbors": ((int,), 15, "UMAP n_neighbors"),
     },
 }
-ANALYSES = ("attention", "primary_auxiliary", "tcav", "projection")
+ANALYSES = ("attention", "primary_auxiliary", "tcav", "diff", "projection")
 CHOICES = {
     ("inputs", "split"): ("train", "test"),
     ("attention", "maps"): ("raw", "output"),
@@ -215,8 +219,11 @@ def parse_probe(text: str, path: str = "<probe>") -> Probe:
     analyses = {name: _check_section(path, text, name, sections[name]) for name in ANALYSES if name in sections}
     if not analyses:
         raise ProbeError(f"{path}: no analysis to run; add at least one of " + ", ".join(f"[{a}]" for a in ANALYSES))
-    if "attention" in analyses and not inputs["prompts"] and inputs["scenes"] < 1:
-        raise ProbeError(f"{_where(path, text, 'inputs')}: [attention] needs [inputs] prompts = [...] or scenes = N (N >= 1)")
+    if "diff" in analyses and not analyses["diff"]["against"]:
+        raise ProbeError(f"{_where(path, text, 'diff', 'against')}: [diff] against needs at least one model to compare with")
+    for section in ("attention", "diff"):
+        if section in analyses and not inputs["prompts"] and inputs["scenes"] < 1:
+            raise ProbeError(f"{_where(path, text, 'inputs')}: [{section}] needs [inputs] prompts = [...] or scenes = N (N >= 1)")
     attention = analyses.get("attention", {})
     if attention.get("maps") == "output" and not attention.get("concepts"):
         raise ProbeError(f"{_where(path, text, 'attention', 'maps')}: [attention] maps = \"output\" scores concept maps; name them with concepts = [...]")
