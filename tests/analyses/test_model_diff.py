@@ -109,3 +109,35 @@ def test_a_diff_probe_compares_a_folder_and_a_lora_and_refuses_what_does_not_fit
     with pytest.raises(ProbeError, match=r"bad.toml: \[diff\] against 'lora:xl-lora/.*': .*pytorch_lora_weights.safetensors: the LoRA does not fit"):
         run_probe(tmp_path / "bad.toml", tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+def test_concepts_compared_across_models_and_presence_with_intervals():
+    from workbench.analyses import compare_concepts, presence
+    from workbench.concepts import ConceptSet, sets_from_pool
+    from workbench.shapesworld import color_present
+
+    from ..shapes_fixtures import tiny_shapes_pipeline
+
+    base = tiny_shapes_pipeline()
+    reds = ConceptSet("red", prompts=tuple(f"a {s} red {shape}" for s in ("small", "large") for shape in ("circle", "square", "cross")))
+    pool = ConceptSet("pool", prompts=tuple(f"a {s} {c} {shape}" for s in ("small", "large") for c in ("blue", "green") for shape in ("circle", "square", "cross")))
+    inputs = ConceptSet("inputs", prompts=("a red circle", "a blue square", "a green cross"))
+    redness = lambda images: images[:, 0].mean((1, 2)) - images[:, 2].mean((1, 2))  # noqa: E731
+    layers = ["unet.mid_block", "text_encoder.encoder.layers.0"]
+    same = compare_concepts(base, base, redness, inputs, [reds], sets_from_pool(pool, 3, 6, seed=0), layers)
+    assert np.allclose(same.cav_cosine, 1.0) and (same.tcav_base == same.tcav_other).all()
+    assert (same.cav_accuracy_base == same.cav_accuracy_other).all() and list(same.layer) == layers
+    erased = copy.deepcopy(base)
+    with torch.no_grad():
+        erased.text_encoder.encoder.layers[0].mlp.fc2.weight.mul_(-1.0)
+    moved = compare_concepts(base, erased, redness, inputs, [reds], sets_from_pool(pool, 3, 6, seed=0), layers)
+    assert (moved.cav_cosine < 0.999).all()
+
+    always = presence(base, ["a red circle", "a blue square"], lambda images: np.ones(len(images), bool), images_per_prompt=3, steps=2)
+    assert list(always.n) == [3, 3] and (always.rate == 1.0).all() and (always.low < 1).all() and np.allclose(always.high, 1.0)
+    drawn = presence(base, ["a red circle"], color_present("red"), images_per_prompt=2, steps=2)
+    assert drawn.present[0] in (0, 1, 2) and 0 <= drawn.low[0] <= drawn.rate[0] <= drawn.high[0] <= 1
+    with pytest.raises(ValueError, match=r"expected one bool per image, \(2,\)"):
+        presence(base, ["a red circle"], lambda images: np.ones(5, bool), images_per_prompt=2, steps=2)
+    with pytest.raises(ValueError, match="'teal' is not a ShapesWorld colour"):
+        color_present("teal")

@@ -1,7 +1,7 @@
 """Analyses: capture + metrics over a model, returning typed, tidy results."""
 
 from .attention import AttentionAnalysis, analyse_attention, finest_layers
-from .model_diff import ModelDiff, compare_models
+from .model_diff import ModelDiff, compare_concepts, compare_models, presence
 from .primary_auxiliary import WordComparison, compare_words, words_of
 
-__all__ = ["AttentionAnalysis", "ModelDiff", "WordComparison", "analyse_attention", "compare_models", "compare_words", "finest_layers", "words_of"]
+__all__ = ["AttentionAnalysis", "ModelDiff", "WordComparison", "analyse_attention", "compare_concepts", "compare_models", "compare_words", "finest_layers", "presence", "words_of"]

@@ -188,3 +188,70 @@ def compare_models(
         })
     return ModelDiff(names=tuple(names), words=pd.DataFrame(rows, columns=WORD_COLUMNS), embeddings=pd.DataFrame(embeddings, columns=EMBEDDING_COLUMNS),
                      images={n: runs[n].images for n in names}, maps=maps, differences=differences)
+
+
+CONCEPT_COLUMNS = ["concept", "layer", "cav_accuracy_base", "cav_accuracy_other", "cav_cosine", "tcav_base", "tcav_other",
+                   "p_value_base", "p_value_other", "significant_base", "significant_other"]
+
+
+def compare_concepts(base, other, target, inputs, concepts, random, layers: Sequence[str], timestep: int = 400, seed: int = 0) -> pd.DataFrame:
+    """Is a concept still linearly readable at each layer, and does it still drive the target?
+    TCAV on both models with the same concept sets, random sets, inputs and seeds.
+
+    Returns:
+        One row per (concept, layer) (CONCEPT_COLUMNS): each model's held-out CAV accuracy (mean
+        over the random sets), the cosine between the two models' CAVs (mean over the random
+        sets, each CAV against the same random set), each model's TCAV score, p-value and
+        Bonferroni significance.
+
+    Raises:
+        ValueError: a layer one of the models lacks (names it), or what `run_tcav` refuses.
+    """
+    from ..concepts import run_tcav
+
+    reports = [run_tcav(pipe, target, inputs, concepts, random, layers, timestep=timestep, seed=seed) for pipe in (base, other)]
+    rows = []
+    for a in reports[0]:
+        b = reports[1].result(a.concept, a.layer)
+        same_width = a.cavs is not None and b.cavs is not None and a.cavs.shape == b.cavs.shape
+        cosine = float(np.mean(np.sum(a.cavs * b.cavs, axis=1))) if same_width else np.nan  # unit CAVs, paired by random set
+        rows.append({"concept": a.concept, "layer": a.layer, "cav_accuracy_base": float(a.accuracies.mean()),
+                     "cav_accuracy_other": float(b.accuracies.mean()), "cav_cosine": cosine, "tcav_base": a.score, "tcav_other": b.score,
+                     "p_value_base": a.p_value, "p_value_other": b.p_value, "significant_base": reports[0].significant(a),
+                     "significant_other": reports[1].significant(b)})
+    return pd.DataFrame(rows, columns=CONCEPT_COLUMNS)
+
+
+def presence(pipe, prompts: Sequence[str], detector, images_per_prompt: int = 1, steps: int = 20, guidance_scale: float | None = None,
+             seed: int = 0, batch_size: int = 8) -> pd.DataFrame:
+    """How often a concept is present in what the model draws: each prompt generated
+    `images_per_prompt` times (seeded), each image judged by `detector`.
+
+    Args:
+        detector: images (n, y, x, 3) float in [0, 1] -> (n,) bools (a user's classifier, or
+            ShapesWorld's `shapesworld.color_present("red")`).
+
+    Returns:
+        One row per prompt: prompt, n, present (count), rate, low, high (95% Wilson interval).
+
+    Raises:
+        ValueError: a detector that does not return one bool per image.
+    """
+    from ..metrics import wilson_interval
+    from .generation import generation_options, pipeline_prompts
+
+    options = generation_options(pipe, guidance_scale=guidance_scale)
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    for prompt in prompts:
+        found = []
+        for start in range(0, images_per_prompt, batch_size):
+            n = min(batch_size, images_per_prompt - start)
+            images = pipe(pipeline_prompts(pipe, [prompt]) * n, num_inference_steps=steps, generator=generator, output_type="np", **options).images
+            verdict = np.asarray(detector(np.asarray(images)))
+            if verdict.shape != (n,):
+                raise ValueError(f"the detector returned shape {verdict.shape}; expected one bool per image, ({n},)")
+            found.extend(bool(v) for v in verdict)
+        low, high = wilson_interval(sum(found), len(found))
+        rows.append({"prompt": prompt, "n": len(found), "present": sum(found), "rate": sum(found) / len(found), "low": low, "high": high})
+    return pd.DataFrame(rows, columns=["prompt", "n", "present", "rate", "low", "high"])

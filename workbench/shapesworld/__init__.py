@@ -10,7 +10,7 @@ from .concepts import classifier_target, from_query, parse_query, random_sets
 from .models import judge_images, load_classifier, load_word_encoder
 from .regions import caption_regions
 from .scenes import Scene, SceneObject, is_held_out, sample_scene, sample_scenes, scenes_frame, scenes_to_tensor
-from .segmentation import BACKGROUND_LABEL, object_masks_by_color, segment_by_palette
+from .segmentation import BACKGROUND_LABEL, color_present, object_masks_by_color, segment_by_palette
 from .vocabulary import BACKGROUNDS, COLORS, FACTOR_VALUES, SHAPES, SIZES, vocabulary
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "WordRole",
     "caption_regions",
     "classifier_target",
+    "color_present",
     "comparison_inputs",
     "drawn_object",
     "from_query",

@@ -80,3 +80,16 @@ def object_masks_by_color(labels: np.ndarray, colors: Sequence[str]) -> list[np.
         for i, region in zip(indices, regions):
             masks[i] = region if region.sum() >= MIN_PIXELS // len(indices) else None
     return masks
+
+
+def color_present(color: str, min_pixels: int = MIN_PIXELS):
+    """A detector for `analyses.presence`: images (n, y, x, 3) -> (n,) bools, whether `color`
+    covers at least `min_pixels` pixels (exact palette segmentation).
+
+    Raises:
+        ValueError: a colour not in the palette (lists the palette).
+    """
+    if color not in COLORS:
+        raise ValueError(f"{color!r} is not a ShapesWorld colour; the palette: {', '.join(COLORS)}")
+    index = list(COLORS).index(color)
+    return lambda images: np.array([(segment_by_palette(image) == index).sum() >= min_pixels for image in np.asarray(images)])
