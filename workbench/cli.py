@@ -72,6 +72,13 @@ def _train_encoder(args: argparse.Namespace) -> None:
     print(f"encoder written to {path.resolve()}")
 
 
+def _erase(args: argparse.Namespace) -> None:
+    from .shapesworld.training.erasure import ErasureConfig, erase_to_folder
+
+    path = erase_to_folder(args.pipeline, args.out, _given(ErasureConfig, args))
+    print(f"erased pipeline written to {path.resolve()}")
+
+
 def _widths(text: str) -> tuple[int, ...]:
     try:
         widths = tuple(int(part) for part in text.split(","))
@@ -136,6 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
     classifier.add_argument("--steps", type=int)
     classifier.add_argument("--seed", type=int)
     classifier.set_defaults(run=_train_classifier)
+    erase = world_commands.add_parser("erase", help="erase a colour from a ShapesWorld model by few-shot unlearning of its text encoder",
+                                      argument_default=argparse.SUPPRESS)
+    erase.add_argument("--out", required=True, help="where to write the erased pipeline")
+    erase.add_argument("--pipeline", default="shapes", help="the model to erase from (name or folder)")
+    erase.add_argument("--color", help="the colour to erase (default red)")
+    erase.add_argument("--shots", type=int, help="captioned images without the colour")
+    erase.add_argument("--steps", type=int)
+    erase.add_argument("--learning-rate", type=float)
+    erase.add_argument("--seed", type=int)
+    erase.set_defaults(run=_erase)
     encoder = world_commands.add_parser("train-encoder", help="train the ELITE-style word encoder on a frozen pipeline", argument_default=argparse.SUPPRESS)
     encoder.add_argument("--out", required=True, help="training folder (checkpoint, log, encoder/)")
     encoder.add_argument("--pipeline", default="shapes", help="the frozen text-to-image pipeline (name or folder)")
