@@ -33,6 +33,7 @@ def test_the_wheel_carries_the_embedded_world_and_its_entry_point(wheel):
     assert "workbench/shapesworld/trained/shapes-classifier/model.safetensors" in names
     assert {"workbench/shapesworld/shipped_probes/concept-leakage.toml", "workbench/shapesworld/shipped_probes/tcav.toml"} <= names
     assert "[workbench.worlds]" in entry_points and "workbench.shapesworld.embedded:WORLD" in entry_points
+    assert {"workbench/viz/plotly/plotly-cartesian.min.js", "workbench/viz/plotly/LICENSE"} <= names  # dashboards work offline
     assert not [n for n in names if n.startswith(("tests/", "benchmarks/", "checkpoints/"))]
     assert wheel.stat().st_size < 40 * 2**20
     assert sum(f.stat().st_size for f in (ROOT / "data").rglob("*") if f.is_file()) < 40 * 2**20  # all embedded models
