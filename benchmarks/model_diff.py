@@ -4,12 +4,15 @@ benchmarks/results/model_diff.json.
 Erases "red" from the embedded model (`workbench world erase`: the text encoder unlearns it from
 8 repainted scenes), then measures, base against erased:
 - red_presence: the share of generations with red drawn (exact palette segmentation, at least
-  12 pixels), from held-out captions naming red, with 95% Wilson intervals;
+  12 pixels), from held-out captions naming red, with 95% Wilson intervals; and under attack:
+  Ring-A-Bell's red direction (from the base model) added to the erased model's encoding at
+  scales 1 and 2;
 - the words: compare_models on those captions (the red word's heat-map overlap, text-encoder
   cosine; the other words' for contrast);
 - inside the model: compare_concepts for the concept "red objects" (captions naming red against
   random captions) at every text-encoder layer and three UNet blocks, with the classifier's
-  red logit as the target: CAV accuracy, CAV cosine and TCAV in each model;
+  red logit as the target: CAV accuracy, CAV cosine and TCAV in each model, and the verdict per
+  layer (gone / hidden but readable / still driving);
 - seconds: the erasure, and the audit against the bare generations it needs.
 
     python benchmarks/model_diff.py [--images 4] [--prompts 16]
@@ -25,7 +28,7 @@ from pathlib import Path
 
 
 import workbench
-from workbench.analyses import compare_concepts, compare_models, presence
+from workbench.analyses import compare_concepts, compare_models, concept_direction, erasure_verdicts, presence, steered
 from workbench.concepts import ConceptSet, sets_from_pool
 from workbench.files import atomic_path
 from workbench.shapesworld import classifier_target, color_present, sample_scenes
@@ -64,6 +67,15 @@ def main() -> None:
     rates = {name: presence(pipe, red, detector, images_per_prompt=args.images, steps=25) for name, pipe in (("base", base), ("erased", erased))}
     bare_seconds = time.perf_counter() - tic
     totals = {name: (int(frame.present.sum()), int(frame.n.sum())) for name, frame in rates.items()}
+    # Ring-A-Bell: the red direction from the base model (the same captions in other colours),
+    # added to the erased model's encoding of the red captions
+    others = [caption.replace(" red ", f" {color} ") for caption, color in zip(red, ["blue", "green", "yellow", "purple"] * len(red))]
+    direction = concept_direction(base, red, others)
+    attacks = {}
+    for scale in (1.0, 2.0):
+        with steered(erased, direction, scale):
+            frame = presence(erased, red, detector, images_per_prompt=args.images, steps=25)
+        attacks[str(scale)] = (int(frame.present.sum()), int(frame.n.sum()))
 
     tic = time.perf_counter()
     diff = compare_models(base, erased, red[:8], names=("base", "erased"), steps=25)
@@ -82,6 +94,7 @@ def main() -> None:
         "red_presence_erased": totals["erased"][0] / totals["erased"][1],
         "red_presence_erased_interval": wilson_interval(*totals["erased"]),
         "n_images": totals["base"][1],
+        "red_presence_attack": {scale: {"rate": k / n, "interval": wilson_interval(k, n)} for scale, (k, n) in attacks.items()},
         "red_word": {"heat_overlap": float(words[words.word == "red"].heat_overlap.mean()),
                      "encoder_cosine": float(words[words.word == "red"].encoder_cosine.mean())},
         "other_words": {"heat_overlap": float(words[words.word != "red"].heat_overlap.mean()),
@@ -90,10 +103,12 @@ def main() -> None:
                                       for r in concepts.itertuples()},
         "red_tcav_by_layer": {r.layer: {"base": r.tcav_base, "erased": r.tcav_other, "significant_base": bool(r.significant_base),
                                         "significant_erased": bool(r.significant_other)} for r in concepts.itertuples()},
+        "verdicts": {r.layer: r.verdict for r in erasure_verdicts(concepts).itertuples()},
         "erasure": {k: summary[k] for k in ("steps", "seconds", "loss_first_10", "loss_last_10", "config")},
         "seconds": {"erase": round(erase_seconds, 1), "bare_generations": round(bare_seconds, 1), "audit": round(audit_seconds, 1),
                     "audit_over_bare_generations": round(audit_seconds / bare_seconds, 2)},
-        "not_measured_yet": ["red_presence_paraphrase", "red_presence_attack (embedding-space attacks)", "the LoRA word's heat-map mIoU"],
+        "not_measured_yet": ["red_presence_paraphrase (ShapesWorld's word-level vocabulary has no synonyms of red)",
+                             "a textual-inversion search for a word that brings red back", "the LoRA word's heat-map mIoU"],
         "settings": {"prompts": args.prompts, "images_per_prompt": args.images, "steps": 25, "layers": LAYERS,
                      "platform": platform.platform(), "workbench": workbench.__version__},
     }
