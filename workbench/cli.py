@@ -79,6 +79,13 @@ def _erase(args: argparse.Namespace) -> None:
     print(f"erased pipeline written to {path.resolve()}")
 
 
+def _teach(args: argparse.Namespace) -> None:
+    from .shapesworld.training.lora_word import LoraWordConfig, teach_to_folder
+
+    path = teach_to_folder(args.pipeline, args.out, _given(LoraWordConfig, args))
+    print(f"LoRA and word written to {path.resolve()} (lora.safetensors, word.safetensors)")
+
+
 def _widths(text: str) -> tuple[int, ...]:
     try:
         widths = tuple(int(part) for part in text.split(","))
@@ -153,6 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
     erase.add_argument("--learning-rate", type=float)
     erase.add_argument("--seed", type=int)
     erase.set_defaults(run=_erase)
+    teach = world_commands.add_parser("teach", help="teach a ShapesWorld model a new word for one shape-colour combination with a LoRA",
+                                      argument_default=argparse.SUPPRESS)
+    teach.add_argument("--out", required=True, help="where to write lora.safetensors and word.safetensors")
+    teach.add_argument("--pipeline", default="shapes", help="the model to teach (name or folder)")
+    teach.add_argument("--token", help='the new word (default "<pc>")')
+    teach.add_argument("--color", help="its colour (default purple)")
+    teach.add_argument("--shape", help="its shape (default cross)")
+    teach.add_argument("--steps", type=int)
+    teach.add_argument("--rank", type=int)
+    teach.add_argument("--learning-rate", type=float)
+    teach.add_argument("--seed", type=int)
+    teach.set_defaults(run=_teach)
     encoder = world_commands.add_parser("train-encoder", help="train the ELITE-style word encoder on a frozen pipeline", argument_default=argparse.SUPPRESS)
     encoder.add_argument("--out", required=True, help="training folder (checkpoint, log, encoder/)")
     encoder.add_argument("--pipeline", default="shapes", help="the frozen text-to-image pipeline (name or folder)")

@@ -16,7 +16,7 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 from diffusers import DDIMScheduler, DiffusionPipeline, SD3Transformer2DModel, UNet2DConditionModel
-from diffusers.loaders import TextualInversionLoaderMixin
+from diffusers.loaders import StableDiffusionLoraLoaderMixin, TextualInversionLoaderMixin
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
@@ -136,7 +136,7 @@ def predict_noise(denoiser: nn.Module, sample: torch.Tensor, timesteps: torch.Te
     return denoiser(sample, timesteps, encoder_hidden_states=text[0]).sample
 
 
-class ShapesPipeline(DiffusionPipeline, TextualInversionLoaderMixin):
+class ShapesPipeline(DiffusionPipeline, TextualInversionLoaderMixin, StableDiffusionLoraLoaderMixin):
     """Text-to-image for ShapesWorld captions.
 
     Example:
