@@ -13,6 +13,8 @@ Erases "red" from the embedded model (`workbench world erase`: the text encoder 
   random captions) at every text-encoder layer and three UNet blocks, with the classifier's
   red logit as the target: CAV accuracy, CAV cosine and TCAV in each model, and the verdict per
   layer (gone / hidden but readable / still driving);
+- the LoRA word: "<pc>" taught as a purple cross (`workbench world teach`), its heat map's DAAM
+  IoU against the drawn object;
 - seconds: the erasure, and the audit against the bare generations it needs.
 
     python benchmarks/model_diff.py [--images 4] [--prompts 16]
@@ -26,6 +28,7 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 
 import workbench
 from workbench.analyses import compare_concepts, compare_models, concept_direction, erasure_verdicts, presence, steered
@@ -48,6 +51,32 @@ def captions(color: str | None, n: int, seed: int) -> list[str]:
                 found.append(scene.caption)
         k += 1
     return found[:n]
+
+
+def taught_word_localisation(n: int) -> dict:
+    """Teach "<pc>" (a purple cross) with a LoRA, then its heat map's DAAM IoU against the drawn
+    purple object, over n captions naming it."""
+    from workbench.analyses import analyse_attention
+    from workbench.metrics import thresholded_iou
+    from workbench.shapesworld.segmentation import segment_by_palette
+    from workbench.shapesworld.training.lora_word import LoraWordConfig, teach_word
+    from workbench.shapesworld.vocabulary import BACKGROUNDS, COLORS, SIZES
+
+    pipe = workbench.load_pipeline("shapes")
+    pipe.set_progress_bar_config(disable=True)
+    summary = teach_word(pipe, LoraWordConfig())
+    rng = np.random.default_rng(0)
+    prompts = [f"a {rng.choice(list(SIZES))} <pc> on a {rng.choice(list(BACKGROUNDS))} background" for _ in range(n)]
+    run = analyse_attention(pipe, prompts, steps=25)
+    purple = list(COLORS).index("purple")
+    scores, drawn = [], 0
+    for p, image in enumerate(run.images):
+        mask = segment_by_palette(image) == purple
+        if mask.sum() >= 12:
+            drawn += 1
+            scores.append(thresholded_iou(run.heat_map("<pc>", prompt=p), mask))
+    return {"miou_against_the_drawn_object": float(np.mean(scores)) if scores else None, "drawn": drawn, "n": n,
+            "teach": {k: summary[k] for k in ("steps", "seconds", "loss_first_10", "loss_last_10")}}
 
 
 def main() -> None:
@@ -88,6 +117,8 @@ def main() -> None:
 
     from workbench.metrics import wilson_interval
 
+    lora_word = taught_word_localisation(args.prompts)
+
     result = {
         "red_presence_base": totals["base"][0] / totals["base"][1],
         "red_presence_base_interval": wilson_interval(*totals["base"]),
@@ -103,12 +134,13 @@ def main() -> None:
                                       for r in concepts.itertuples()},
         "red_tcav_by_layer": {r.layer: {"base": r.tcav_base, "erased": r.tcav_other, "significant_base": bool(r.significant_base),
                                         "significant_erased": bool(r.significant_other)} for r in concepts.itertuples()},
+        "lora_word": lora_word,
         "verdicts": {r.layer: r.verdict for r in erasure_verdicts(concepts).itertuples()},
         "erasure": {k: summary[k] for k in ("steps", "seconds", "loss_first_10", "loss_last_10", "config")},
         "seconds": {"erase": round(erase_seconds, 1), "bare_generations": round(bare_seconds, 1), "audit": round(audit_seconds, 1),
                     "audit_over_bare_generations": round(audit_seconds / bare_seconds, 2)},
         "not_measured_yet": ["red_presence_paraphrase (ShapesWorld's word-level vocabulary has no synonyms of red)",
-                             "a textual-inversion search for a word that brings red back", "the LoRA word's heat-map mIoU"],
+                             "a textual-inversion search for a word that brings red back"],
         "settings": {"prompts": args.prompts, "images_per_prompt": args.images, "steps": 25, "layers": LAYERS,
                      "platform": platform.platform(), "workbench": workbench.__version__},
     }
