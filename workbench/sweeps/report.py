@@ -43,11 +43,20 @@ def _tcav(part: pd.DataFrame) -> list[dict]:
     return rows
 
 
+def _diff_overlap(part: pd.DataFrame) -> list[dict]:
+    rows = []
+    for (against, word), group in part.groupby(["against", "word"], sort=False):
+        found = bootstrap_mean(group.heat_overlap)
+        rows.append({"group": f"{word} ({against})", "mean": found.mean, "low": found.low, "high": found.high, "n": found.n})
+    return rows
+
+
 # measure -> (its merged table, a frame of that table -> rows of group, mean, low, high, n)
 MEASURES = {
     "attention mass on the word's own region, above chance": ("attention/leakage", _own_region_excess),
     "localisation IoU (DAAM, threshold 0.4)": ("attention/localisation", _localisation),
     "TCAV score": ("tcav/scores", _tcav),
+    "heat-map overlap with the compared model (1: unchanged)": ("diff/words", _diff_overlap),
 }
 
 
