@@ -102,3 +102,17 @@ def test_without_ray_the_engine_names_the_extra(checkpoints, tmp_path, monkeypat
     with pytest.raises(SweepError, match=r'the Ray engine needs Ray: pip install "concept-workbench\[ray\]"'):
         run_sweep(sweep, tmp_path / "out", engine="ray")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_checkpoint_curve_of_a_diff_probe(checkpoints, tmp_path):
+    """[diff] against the last checkpoint, swept over the checkpoints: the curve reaches an
+    overlap of 1 where the cell's model is the compared one."""
+    (checkpoints / "diff.toml").write_text(
+        f'name = "curve"\n[model]\npipeline = "{checkpoints / "step-0"}"\nsteps = 2\n'
+        f'[inputs]\nprompts = {json.dumps(PROMPTS[:2])}\n[diff]\nagainst = ["{checkpoints / "step-1"}"]\n')
+    text = f'name = "c"\nprobe = "diff.toml"\n[axes]\n"model.pipeline" = ["{checkpoints / "step-0"}", "{checkpoints / "step-1"}"]\n'
+    run_sweep(parse_sweep(text, str(checkpoints / "c.toml")), tmp_path / "out")
+    _, sections = sweep_sections(tmp_path / "out")
+    curve = next(s.figure for s in sections if s.heading.startswith("heat-map overlap with the compared model"))
+    for trace in curve.data:  # a line per word: below 1 at step-0, 1 at step-1 (the same model)
+        assert trace.y[1] == pytest.approx(1.0) and trace.y[0] < 1.0
