@@ -92,6 +92,12 @@ def generate(pipe, captions: list[str], args, generator) -> tuple[np.ndarray, ob
     return images, tr.attention_maps(), tr.concept_maps(), tr.concept_maps(softmax=False)
 
 
+def shifted(scores):
+    """Raw concept scores (dot products, of any sign) moved to start at 0; DAAM's min-max
+    normalisation, which the IoU applies next, is unchanged by the shift."""
+    return scores - scores.min()
+
+
 def without_shape(caption: str) -> str:
     """"a large red circle on a gray background" -> "a large red on a gray background"."""
     return " ".join(word for word in caption.split() if word not in SHAPES)
@@ -124,7 +130,7 @@ def main() -> None:
             for role, word, occurrence, mask, union in targets(caption, image):
                 scores["raw"][role].append(thresholded_iou(raw.word(word, prompt=p, occurrence=occurrence, size=mask.shape), mask))
                 scores["output"][role].append(thresholded_iou(concepts.word(word, prompt=p, size=mask.shape), union))
-                scores["output, no softmax"][role].append(thresholded_iou(unnormalised.word(word, prompt=p, size=mask.shape), union))
+                scores["output, no softmax"][role].append(thresholded_iou(shifted(unnormalised.word(word, prompt=p, size=mask.shape)), union))
                 scores["output, softmax within the factor"][role].append(thresholded_iou(grouped.word(word, prompt=p, size=mask.shape), union))
                 for layer in concepts.layers:
                     by_block[f"raw {layer.short}"][role].append(

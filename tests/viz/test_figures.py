@@ -212,3 +212,13 @@ def test_diff_figure_shows_both_maps_and_their_difference():
     words = pd.DataFrame({"prompt": [0, 1, 0], "word": ["red", "red", "cat"], "occurrence": 0, "heat_overlap": [0.9, 0.7, 1.0], "encoder_cosine": [1.0, 1.0, 0.5]})
     bars = word_change_figure(words)
     assert list(bars.data[0].x) == ["red", "cat"] and list(bars.data[0].y) == pytest.approx([0.2, 0.0]) and list(bars.data[1].y) == pytest.approx([0.0, 0.5])
+
+
+def test_a_dashboard_figure_leaves_out_plotlys_menu_and_function_words():
+    maps = planted_per_step_maps(n_steps=1, prompts=2)
+    images = np.zeros((2, 4, 4, 3), np.uint8)
+    full = heat_map_figure(images, maps)
+    light = heat_map_figure(images, maps, menu=False, function_words=False)
+    assert not light.layout.updatemenus and full.layout.updatemenus
+    assert {c[1] for c in light.layout.meta["heat"]["combos"]} == {"<new1>", "toy"}  # "a" left out
+    assert len(light.to_json()) < len(full.to_json())

@@ -43,16 +43,16 @@ def _attention_sections(folder: Path) -> list[Section]:
     output = summary.get("maps") == "output"
     title, note = ("Concept maps (attention-output space)", "Choose the prompt, the concept and the layers in the menus; brighter "
                    "means the image position's attention output is closer to the concept's than to the other concepts'.") if output else (
-                   "Heat maps", "Choose the prompt, the word and the layers in the menus; brighter means more of the word's attention.")
+                   "Heat maps", "Choose the prompt, the word and the layers in the menus (articles and prepositions are left out); brighter means more of the word's attention.")
     texts = maps.tokens.texts
     sections = [
         Section(f"Generated images ({len(images)})", gallery_figure(images, texts), "Every image the run generated, with its prompt."),
-        Section(title, heat_map_figure(images, maps, layer_groups=groups), note + " Left: the image, with the heat map over it at "
+        Section(title, heat_map_figure(images, maps, layer_groups=groups, menu=False, function_words=False), note + " Left: the image, with the heat map over it at "
                 "the opacity the slider sets; right: the heat map alone, its colour bar in attention probability."),
     ]
     if (folder / "concept_maps.safetensors").exists():
         concepts = AttentionMaps.load(folder / "concept_maps.safetensors")
-        sections.append(Section("Concept maps (attention-output space)", heat_map_figure(images, concepts, layer_groups={"all joint layers": None}),
+        sections.append(Section("Concept maps (attention-output space)", heat_map_figure(images, concepts, layer_groups={"all joint layers": None}, menu=False),
                                 "Beside the raw maps: each concept's map in attention-output space (ConceptAttention), a distribution over the concepts."))
     leakage = pd.read_parquet(folder / "leakage.parquet")
     if not len(leakage):

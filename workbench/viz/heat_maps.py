@@ -30,6 +30,7 @@ NOT_DEFAULT = frozenset({"a", "an", "the", "this", "that", "photo", "picture", "
                          "tiny", "huge", "medium"})
 # words that end a prompt's first phrase
 PHRASE_ENDS = frozenset({"on", "in", "with", "at", "of", "near", "under", "over", "beside", "behind", "and", "by", "from", "to"})
+FUNCTION_WORDS = PHRASE_ENDS | {"a", "an", "the", "or"}
 
 
 def _bare(word: str) -> str:
@@ -109,7 +110,7 @@ def _label(span: WordSpan, spans: Sequence[WordSpan]) -> str:
 def heat_map_figure(
     images: np.ndarray, maps: AttentionMaps, prompts: int | Sequence[int] | None = None, words: Sequence[str] | None = None,
     layer_groups: Mapping[str, Sequence[str] | None] | None = None, opacity: float = 0.0,
-    max_steps: int = MAX_SLIDER_STEPS, max_heat_size: int = MAX_HEAT_SIZE,
+    max_steps: int = MAX_SLIDER_STEPS, max_heat_size: int = MAX_HEAT_SIZE, menu: bool = True, function_words: bool = True,
 ) -> go.Figure:
     """Generated images beside their words' heat maps: on the left the image (with the heat map
     over it at a chosen opacity), on the right the heat map alone with a colour bar. A menu
@@ -132,6 +133,10 @@ def heat_map_figure(
         max_steps: the most denoising steps on the slider besides "all" (evenly spaced, first
             and last kept); the slider appears only with per-step maps of two or more steps.
         max_heat_size: the heat maps' longest side in cells (default 64).
+        menu: plotly's own menu of every (prompt, word, layers); a dashboard leaves it out (its
+            page builds prompt, word and layers menus from `layout.meta`), which keeps a page of
+            many prompts light (each entry carries a visibility flag per trace).
+        function_words: offer articles, prepositions and conjunctions too ("a", "on", "and").
 
     Returns:
         The figure.
@@ -160,7 +165,8 @@ def heat_map_figure(
         fig.add_trace(go.Image(source=png_source(picture), visible=i == 0, hoverinfo="skip"), row=1, col=1)
     combos, heat, defaults = [], {}, []
     for i, prompt in enumerate(shown):
-        spans = [s for s in maps.tokens.words[prompt] if s.tokens and (words is None or s.word in words)]
+        spans = [s for s in maps.tokens.words[prompt] if s.tokens and (words is None or s.word in words)
+                 and (function_words or _bare(s.word) not in FUNCTION_WORDS)]
         if not spans:
             continue
         defaults.append((len(combos), default_word(spans)))
@@ -209,7 +215,7 @@ def heat_map_figure(
         fig.layout[axis].update(autorange="reversed", showticklabels=False)
     fig.update_layout(
         title=_plain(maps.tokens.texts[combos[active][1]]), height=520, margin=dict(t=110, b=110),
-        updatemenus=[dict(buttons=buttons, active=active, direction="down", x=0, y=1.2, xanchor="left")], sliders=sliders,
+        updatemenus=[dict(buttons=buttons, active=active, direction="down", x=0, y=1.2, xanchor="left")] if menu else [], sliders=sliders,
         xaxis=dict(showticklabels=False), xaxis2=dict(showticklabels=False, matches="x"), yaxis=dict(scaleanchor="x"),
         yaxis2=dict(scaleanchor="x2", matches="y"),
         meta={"heat": {"prompts": [maps.tokens.texts[p] for p in shown], "images": list(range(images_n)),
