@@ -30,7 +30,7 @@ def test_demo_runs_probes_into_one_dashboard(tmp_path, capsys):
     assert table[0].startswith("scene,object,shape,color,size") and len(table) >= 4
     assert (out / "runs" / "tiny" / "run.json").is_file()
     page = (out / "dashboard.html").read_text()
-    assert "tiny-demo | Heat maps: a large red circle on a gray background" in page
+    assert "<h2>tiny-demo | Heat maps</h2>" in page and "a large red circle on a gray background" in page
 
 
 def test_demo_without_probes_says_where_it_looked(tmp_path, capsys):

@@ -112,7 +112,7 @@ def test_a_flux_folder_runs_a_probe_of_concept_maps_and_bad_concepts_are_refused
     head = f'name = "flux"\n[model]\npipeline = "{folder}"\nsteps = 2\nheight = 64\nwidth = 64\n[inputs]\nprompts = ["a dog in the garden"]\n'
     run = run_probe(parse_probe(head + '[attention]\nconcepts = ["dog", "sky"]\nmaps = "output"\n', "p.toml"), tmp_path / "run")
     page = (run / "dashboard.html").read_text()
-    assert "Concept maps (attention-output space): a dog in the garden" in page
+    assert "<h2>Concept maps (attention-output space)</h2>" in page and "a dog in the garden" in page
     with pytest.raises(ProbeError, match=r"\[attention\] concept 'blue sky' is not one word"):
         run_probe(parse_probe(head + '[attention]\nconcepts = ["blue sky"]\n', "p.toml"), tmp_path / "bad")
     assert not (tmp_path / "bad").exists()

@@ -110,7 +110,7 @@ def test_guidance_halves_and_steps(tiny_shapes):
     with trace(tiny_shapes, steps=range(1, 3)) as some:
         run(tiny_shapes, steps=3)
     assert some.attention_maps().steps == [1, 2]
-    with pytest.raises(ValueError, match="without classifier-free guidance"):
+    with pytest.raises(ValueError, match="without batched classifier-free guidance"):
         with trace(tiny_shapes, guidance="uncond"):
             run(tiny_shapes, steps=1, guidance_scale=1.0)
 
