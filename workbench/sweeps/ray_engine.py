@@ -101,11 +101,12 @@ def on_ray(sweep: Sweep, cells: list[Cell], out: Path, address: str | None = Non
                     queues.setdefault(model_key(cell), deque()).appendleft(cell)
                 else:
                     error = f"WorkerDied: the worker running this cell died {attempts[cell.id]} time(s) ({type(death).__name__}); rerun the sweep to retry"
-                    yield cell, {"status": "failed", "seconds": None, "error": error, "traceback": None, "model_loads": loads[worker], "worker": worker}
+                    yield cell, {"status": "failed", "seconds": None, "error": error, "traceback": None, "model_loads": loads[worker],
+                                 "worker": worker, "running": len(pending)}
                 hand_out(i)
                 continue
             loads[worker] = result["model_loads"]
-            yield cell, {**result, "worker": worker}
+            yield cell, {**result, "worker": worker, "running": len(pending)}
             hand_out(i)
     finally:
         if started:

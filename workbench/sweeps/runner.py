@@ -144,7 +144,7 @@ def run_sweep(sweep: str | Path | Sweep, out: str | Path, engine: str = "local",
                       + (f" on {result['worker']}" if "worker" in result else "") + "\n" + (result["traceback"] or ""))
             log.flush()
             failed = sum(r["status"] == "failed" for r in rows.values())
-            bar.set_postfix(done=len(rows) - failed, failed=failed, models_loaded=sum(loads.values()))
+            bar.set_postfix(done=len(rows) - failed, failed=failed, running=result.get("running", 0), models_loaded=sum(loads.values()))
             bar.update()
     index = pd.DataFrame([rows[c.id] for c in sweep.cells])
     index = index[["cell", *sweep.axes, *[c for c in INDEX_COLUMNS if c != "cell"]]]
