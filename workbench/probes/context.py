@@ -42,6 +42,11 @@ def load_model(model: dict[str, Any], source: str):
     return pipe
 
 
+def model_identity(model: dict[str, Any]) -> str:
+    """What makes two [model] sections the same model: pipeline, device, dtype, learned-word files."""
+    return json.dumps([model["pipeline"], model["device"], model["dtype"], [str(p) for p in model["embeddings"]]])
+
+
 class ModelCache:
     """Pipelines loaded once and served to every probe run that names the same model
     (pipeline, device, dtype and learned-word files): a sweep's cells of one checkpoint share it.
@@ -52,7 +57,7 @@ class ModelCache:
         self.loads = 0
 
     def get(self, model: dict[str, Any], source: str):
-        key = json.dumps([model["pipeline"], model["device"], model["dtype"], [[str(p), sha256_of(p)] for p in model["embeddings"]]])
+        key = model_identity(model) + json.dumps([sha256_of(p) for p in model["embeddings"]])  # a file changed on disk is another model
         if key not in self.models:
             self.models[key] = load_model(model, source)
             self.loads += 1

@@ -251,11 +251,20 @@ def load_probe(path: str | Path) -> Probe:
         FileNotFoundError: the file does not exist (named).
         ProbeError: unknown key or section, wrong type (names the line and accepted keys).
     """
+    return parse_probe(read_toml_text(path, "probe", ProbeError, "; probes live in probes/*.toml"), str(path))
+
+
+def read_toml_text(path: str | Path, kind: str, error: type[ValueError], hint: str = "") -> str:
+    """The text of a `kind` file ("probe", "sweep"), or one clear error naming it.
+
+    Raises:
+        FileNotFoundError: the file does not exist (`hint` follows the message).
+        error: the file is not UTF-8 text.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"probe file {path} does not exist; probes live in probes/*.toml")
+        raise FileNotFoundError(f"{kind} file {path} does not exist{hint}")
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise ProbeError(f"{path}: not a text file (expected a TOML probe in UTF-8)") from None
-    return parse_probe(text, str(path))
+        raise error(f"{path}: not a text file (expected a TOML {kind} in UTF-8)") from None

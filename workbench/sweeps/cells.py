@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import time
 import traceback
 from pathlib import Path
 
-from ..probes.context import ModelCache
+from ..probes.context import ModelCache, model_identity
 from ..probes.runner import run_probe
 from .spec import Cell
 
 
 def model_key(cell: Cell) -> str:
-    """What makes two cells share a loaded pipeline: its folder, device, dtype and learned words."""
-    model = cell.probe.model
-    return json.dumps([model["pipeline"], model["device"], model["dtype"], model["embeddings"]])
+    """What makes two cells share a loaded pipeline (`probes.context.model_identity`)."""
+    return model_identity(cell.probe.model)
 
 
 def run_cell(cell: Cell, run_dir: Path, models: ModelCache, threads: int = 0) -> dict:

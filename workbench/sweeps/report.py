@@ -35,20 +35,21 @@ def _localisation(part: pd.DataFrame) -> list[dict]:
     return [{"group": r.role, "mean": r.iou, "low": r.iou_low, "high": r.iou_high, "n": r.n} for r in localisation_summary(part).itertuples()]
 
 
-def _tcav(part: pd.DataFrame) -> list[dict]:
+def _bootstrapped(part: pd.DataFrame, keys: list[str], value: str, label) -> list[dict]:
+    """Per group of `keys`: the mean of `value` with its 95% bootstrap interval and n, the group named by `label(*key)`."""
     rows = []
-    for (concept, layer), group in part.groupby(["concept", "layer"], sort=False):
-        found = bootstrap_mean(group.score)
-        rows.append({"group": f"{concept} @ {layer}", "mean": found.mean, "low": found.low, "high": found.high, "n": found.n})
+    for key, group in part.groupby(keys, sort=False):
+        found = bootstrap_mean(group[value])
+        rows.append({"group": label(*key), "mean": found.mean, "low": found.low, "high": found.high, "n": found.n})
     return rows
+
+
+def _tcav(part: pd.DataFrame) -> list[dict]:
+    return _bootstrapped(part, ["concept", "layer"], "score", lambda concept, layer: f"{concept} @ {layer}")
 
 
 def _diff_overlap(part: pd.DataFrame) -> list[dict]:
-    rows = []
-    for (against, word), group in part.groupby(["against", "word"], sort=False):
-        found = bootstrap_mean(group.heat_overlap)
-        rows.append({"group": f"{word} ({against})", "mean": found.mean, "low": found.low, "high": found.high, "n": found.n})
-    return rows
+    return _bootstrapped(part, ["against", "word"], "heat_overlap", lambda against, word: f"{word} ({against})")
 
 
 # measure -> (its merged table, a frame of that table -> rows of group, mean, low, high, n)

@@ -52,9 +52,13 @@ def cell_done(run_dir: Path, cell: Cell) -> bool:
     return record.get("fingerprint") == cell.probe.fingerprint() and all(name in record["parts"] for name in cell.probe.analyses)
 
 
+def _axis_values(cell: Cell) -> dict:
+    """The cell's axis values as table columns take them (lists as JSON text)."""
+    return {k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in cell.values.items()}
+
+
 def _row(cell: Cell, status: str, seconds: float | None, error: str | None) -> dict:
-    return {"cell": cell.id, **{k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in cell.values.items()},
-            "status": status, "seconds": seconds, "error": error}
+    return {"cell": cell.id, **_axis_values(cell), "status": status, "seconds": seconds, "error": error}
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
@@ -69,8 +73,7 @@ def merge_tables(out: Path, sweep: Sweep, done: list[Cell]) -> list[Path]:
     for cell in done:
         for path in sorted((out / "cells" / cell.id).glob("*/*.parquet")):
             frame = pd.read_parquet(path)
-            axes = _row(cell, "", None, None)
-            front = {"cell": cell.id, **{k: axes[k] for k in cell.values}}
+            front = {"cell": cell.id, **_axis_values(cell)}
             tables.setdefault((path.parent.name, path.stem), []).append(frame.assign(**front)[[*front, *frame.columns]])
     written = []
     for (analysis, name), frames in tables.items():

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..probes.spec import ANALYSES, SCHEMA, Probe, ProbeError, load_probe, parse_probe
+from ..probes.spec import ANALYSES, SCHEMA, Probe, ProbeError, load_probe, parse_probe, read_toml_text
 
 TOP_KEYS = {
     "name": "a short name for the sweep",
@@ -216,11 +216,4 @@ def load_sweep(path: str | Path) -> Sweep:
         FileNotFoundError: the file does not exist (named).
         SweepError: an unknown key, a bad axis or a cell the probe reader refuses (names the line).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"sweep file {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise SweepError(f"{path}: not a text file (expected a TOML sweep in UTF-8)") from None
-    return parse_sweep(text, str(path))
+    return parse_sweep(read_toml_text(path, "sweep", SweepError), str(path))
