@@ -86,6 +86,13 @@ def _teach(args: argparse.Namespace) -> None:
     print(f"LoRA and word written to {path.resolve()} (lora.safetensors, word.safetensors)")
 
 
+def _shift_palette(args: argparse.Namespace) -> None:
+    from .shapesworld.training.palette_shift import PaletteShiftConfig, shift_to_folder
+
+    path = shift_to_folder(args.pipeline, args.out, _given(PaletteShiftConfig, args))
+    print(f"LoRA written to {path.resolve()} (lora.safetensors)")
+
+
 def _widths(text: str) -> tuple[int, ...]:
     try:
         widths = tuple(int(part) for part in text.split(","))
@@ -137,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=float,
                        help="peak rate; resuming a finished (annealed) run with a higher rate starts a new phase")
     train.add_argument("--two-object-fraction", type=float, help="share of two-object scenes per batch")
+    train.add_argument("--grounding-weight", type=float,
+                       help="weight of the loss pulling each caption word's cross-attention onto its object's mask (TokenCompose)")
     train.add_argument("--widths", type=_widths, default=None,
                        help="the UNet's channels per resolution, e.g. 32,64,64 (default 32,64,128; a resumed run keeps its own)")
     train.add_argument("--denoiser", choices=("unet", "transformer"), default=None,
@@ -172,6 +181,16 @@ def build_parser() -> argparse.ArgumentParser:
     teach.add_argument("--learning-rate", type=float)
     teach.add_argument("--seed", type=int)
     teach.set_defaults(run=_teach)
+    shift = world_commands.add_parser("shift-palette", help="fine-tune a ShapesWorld model with a LoRA to draw each colour as the next one",
+                                      argument_default=argparse.SUPPRESS)
+    shift.add_argument("--out", required=True, help="where to write lora.safetensors")
+    shift.add_argument("--pipeline", default="shapes", help="the model to fine-tune (name or folder)")
+    shift.add_argument("--shift", type=int, help="palette places each colour moves (default 1: red drawn as green)")
+    shift.add_argument("--steps", type=int)
+    shift.add_argument("--rank", type=int)
+    shift.add_argument("--learning-rate", type=float)
+    shift.add_argument("--seed", type=int)
+    shift.set_defaults(run=_shift_palette)
     encoder = world_commands.add_parser("train-encoder", help="train the ELITE-style word encoder on a frozen pipeline", argument_default=argparse.SUPPRESS)
     encoder.add_argument("--out", required=True, help="training folder (checkpoint, log, encoder/)")
     encoder.add_argument("--pipeline", default="shapes", help="the frozen text-to-image pipeline (name or folder)")

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from workbench.analyses.erasure import concept_direction, erasure_verdicts, steered
+from workbench.analyses.erasure import audit_erasure, concept_direction, erasure_verdicts, steered
+from workbench.analyses.word_search import search_word
 
 from ..shapes_fixtures import tiny_shapes_pipeline
 
@@ -43,3 +44,86 @@ def test_verdicts_follow_the_evidence():
     verdicts = erasure_verdicts(frame)
     assert list(verdicts.verdict) == ["gone", "hidden but readable", "still driving"]
     assert np.allclose(verdicts.cav_accuracy_erased, [0.55, 0.92, 0.9])
+
+
+def _denoising_error(pipe, images: torch.Tensor, prompt: str) -> float:
+    """The pipeline's clean-image error on `images` at fixed noise and levels, prompted with `prompt`."""
+    from workbench.concepts.pipeline_io import clean_estimate, encode_prompts, noise_to, predict
+
+    generator, errors = torch.Generator().manual_seed(1), []
+    with torch.no_grad():
+        conditioning = encode_prompts(pipe, [prompt] * len(images))
+        for level in (200, 500, 800):
+            noisy, t = noise_to(pipe.scheduler, images, torch.randn(images.shape, generator=generator), level)
+            errors.append((clean_estimate(pipe.scheduler, noisy, predict(pipe, noisy, t, conditioning), t) - images).pow(2).mean().item())
+    return float(np.mean(errors))
+
+
+def test_the_searched_word_fits_its_images_and_leaves_the_model_alone():
+    from workbench.pipelines.embeddings import LearnedWord, insert_embeddings
+    from workbench.shapesworld.scenes import sample_scenes, scenes_to_tensor
+
+    pipe, start = tiny_shapes_pipeline(), tiny_shapes_pipeline()
+    images = scenes_to_tensor(sample_scenes(4, seed=3, n_objects=1, image_size=pipe.unet.config.sample_size))
+    weights = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    flags = [p.requires_grad for p in pipe.unet.parameters()]
+    table = pipe.text_encoder.get_input_embeddings().weight.detach().clone()
+    words = search_word(pipe, images, ["a {word} on a gray background"], steps=40, learning_rate=5e-2)
+    assert [w.encoder for w in words] == ["text_encoder"] and words[0].vectors.shape == (1, table.shape[1])
+    assert all(torch.equal(v, weights[k]) for k, v in pipe.unet.state_dict().items())
+    grown = pipe.text_encoder.get_input_embeddings().weight
+    assert torch.equal(grown[: len(table)], table) and torch.allclose(grown[-1], words[0].vectors[0])
+    assert [p.requires_grad for p in pipe.unet.parameters()] == flags  # as it was before the search
+    insert_embeddings(start, [LearnedWord("<found>", table.float().mean(0, keepdim=True))])
+    assert _denoising_error(pipe, images, "a <found> on a gray background") < _denoising_error(start, images, "a <found> on a gray background")
+    with pytest.raises(ValueError, match="needs \"{word}\""):
+        search_word(tiny_shapes_pipeline(), images, ["a red circle"])
+
+
+def test_the_word_search_learns_one_vector_per_text_encoder_of_sdxl(tmp_path):
+    from workbench.pipelines.loading import load_pipeline
+    from workbench.pipelines.random_pipelines import save_random_pipeline
+
+    pipe = load_pipeline(save_random_pipeline("sdxl", tmp_path / "sdxl"))
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    words = search_word(pipe, torch.rand(2, 3, size, size) * 2 - 1, ["a photo of {word}"], steps=2, batch_size=2)
+    assert [w.encoder for w in words] == ["text_encoder", "text_encoder_2"]
+    assert [w.vectors.shape[1] for w in words] == [pipe.text_encoder.config.hidden_size, pipe.text_encoder_2.config.hidden_size]
+
+
+def test_the_audit_verdict_reads_the_intervals():
+    from workbench.analyses.erasure import PRESENCE_COLUMNS, ErasureAudit
+    from workbench.metrics import wilson_interval
+
+    def row(model, source, present, n=64):
+        return [model, source, n, present, present / n, *wilson_interval(present, n)]
+
+    rows = [row("base", "plain", 60), row("erased", "plain", 2), row("erased", "ring-a-bell x1", 5), row("erased", "word search", 40)]
+    audit = ErasureAudit(pd.DataFrame(rows, columns=PRESENCE_COLUMNS), None, None)
+    assert audit.recovered_by() == ["word search"]  # 5/64 lies within reach of 2/64; 40/64 above it and past half of 60/64
+    assert audit.verdict().startswith("gone from plain prompts: 0.03") and audit.verdict().endswith("recoverable: word search 0.62")
+    rows[1] = row("erased", "plain", 58)
+    assert ErasureAudit(pd.DataFrame(rows[:3], columns=PRESENCE_COLUMNS), None, None).verdict().startswith("still drawn from plain prompts")
+    with pytest.raises(KeyError, match="no presence measured for model 'erased' and source 'paraphrase'"):
+        audit.rate("erased", "paraphrase")
+
+
+def test_the_audit_measures_every_source_on_both_models():
+    base, erased = tiny_shapes_pipeline(), tiny_shapes_pipeline()
+    with torch.no_grad():
+        erased.text_encoder.get_input_embeddings().weight.mul_(1.5)
+    prompts = ["a large red circle on a gray background", "a small red cross on a white background"]
+    without = [p.replace("red", "blue") for p in prompts]
+    always = lambda images: np.ones(len(images), dtype=bool)  # noqa: E731
+    audit = audit_erasure(base, erased, prompts, always, word="red", without=without, paraphrases=["a large circle on a gray background"],
+                          scales=(2.0,), search_steps=3, images_per_prompt=2, steps=2)
+    frame = audit.to_frame()
+    assert list(zip(frame.model, frame.source)) == [("base", "plain"), ("erased", "plain"), ("base", "paraphrase"), ("erased", "paraphrase"),
+                                                   ("erased", "ring-a-bell x2"), ("erased", "word search")]
+    assert list(frame.n) == [4, 4, 2, 2, 4, 4] and (frame.rate == 1).all() and audit.layers is None
+    assert "<found>" in erased.tokenizer.get_vocab() and audit.found_word[0].token == "<found>"
+    assert audit.verdict().startswith("still drawn from plain prompts: 1.00")
+    with pytest.raises(ValueError, match="each must name the concept with the word 'red'"):
+        audit_erasure(base, erased, ["a blue circle"], always, word="red")
+    with pytest.raises(ValueError, match="one prompt without the concept per prompt \\(2\\), got 1"):
+        audit_erasure(base, erased, prompts, always, word="red", without=without[:1])

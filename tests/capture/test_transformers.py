@@ -64,13 +64,16 @@ def test_guidance_is_told_from_the_negative_prompt_on_pipelines_without_the_flag
     assert negative.attention_maps().tokens.texts == ["blurry", "blurry"]
 
 
-@pytest.mark.parametrize("family, pipeline_class, guidance", [("pixart", "PixArtAlphaPipeline", 4.5), ("sd3", "StableDiffusion3Pipeline", 7.0)])
-def test_a_transformer_pipeline_folder_runs_an_attention_probe(tmp_path, family, pipeline_class, guidance):
+@pytest.mark.parametrize("family, pipeline_class, guidance, size",
+                         [("pixart", "PixArtAlphaPipeline", 4.5, ""), ("sd3", "StableDiffusion3Pipeline", 7.0, ""),
+                          ("sana", "SanaPipeline", 4.5, "height = 64\nwidth = 64\nuse_resolution_binning = false\n")])
+def test_a_transformer_pipeline_folder_runs_an_attention_probe(tmp_path, family, pipeline_class, guidance, size):
     from workbench.pipelines.random_pipelines import save_random_pipeline
     from workbench.probes import parse_probe, run_probe
 
     folder = save_random_pipeline(family, tmp_path)
-    probe = parse_probe(f'name = "{family}"\n[model]\npipeline = "{folder}"\nsteps = 2\n[inputs]\nprompts = ["a dog in the garden"]\n[attention]\n', "p.toml")
+    probe = parse_probe(f'name = "{family}"\n[model]\npipeline = "{folder}"\nsteps = 2\n{size}[inputs]\nprompts = ["a dog in the garden"]\n[attention]\n',
+                        "p.toml")
     run = run_probe(probe, tmp_path / "run")
     record = json.loads((run / "run.json").read_text())
     assert record["model"]["class"] == pipeline_class and record["model"]["generation"]["guidance_scale"] == guidance  # the pipeline's own

@@ -130,6 +130,8 @@ def test_sdxl_folder_with_a_two_encoder_word(tmp_path, monkeypatch):
     (lambda t: t.replace("[inputs]\n", '[inputs]\nmasks = "MASKS"\n'), r"no masks for prompt\(s\) \[1\]"),
     (lambda t: t.replace("a1111.pt", "wide.safetensors"), r"'<wide>' \(from .*wide.safetensors\) has width 768"),
     (lambda t: t.replace('pipeline = "', 'pipeline = "/nowhere'), "neither an embedded model"),
+    (lambda t: t.replace("[inputs]\n", "use_resolution_binning = false\n[inputs]\n"),
+     r"\[model\] StableDiffusionPipeline does not take use_resolution_binning; leave it unset"),
 ])
 def test_what_cannot_run_is_refused_before_anything_is_written(user_files, tmp_path, change, message):
     root, pipeline = user_files

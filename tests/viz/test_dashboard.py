@@ -44,3 +44,12 @@ def test_the_embedded_plotly_bundle_matches_plotly_py_and_draws_every_figure_typ
     else:
         raise AssertionError("a figure the bundle cannot draw was accepted")
     assert {"heatmap", "image", "bar", "scatter", "box"} <= BUNDLED_TRACES
+
+
+def test_heat_map_overlays_travel_once():
+    values = [[0.125, 0.5], [0.25, 0.75]]
+    fig = go.Figure([go.Image(z=[[[0, 0, 0]]]), go.Heatmap(z=values, name="overlay"), go.Heatmap(z=values, name="side")],
+                    layout=dict(meta={"heat": {"combos": [[0, "red", "all layers", 1]]}}))
+    page = render_dashboard("run", [Section("heat maps", fig)])
+    assert page.count("0.125") == 1  # the overlay's copy is filled in by the page's script
+    assert fig.data[1].z is not None  # the caller's figure is left whole

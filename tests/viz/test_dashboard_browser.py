@@ -85,6 +85,10 @@ def test_dashboard_renders_offline_escapes_user_strings_and_its_controls_work(dr
     ))
     assert driver.execute_script("const div = document.getElementById('figure-0');"
                                  "return div.data.length === 1 + 2 * div.layout.meta.heat.combos.length")  # an image, two traces a word
+    # the page sends each heat map once and fills the overlay from its side-by-side twin at load
+    assert driver.execute_script("const div = document.getElementById('figure-0');"
+                                 "return div.layout.meta.heat.combos.every(c => div.data[c[3]].z !== undefined"
+                                 " && JSON.stringify(div.data[c[3]].z) === JSON.stringify(div.data[c[3] + 1].z))")
     assert severe(driver) == []
     resources = driver.execute_script("return performance.getEntriesByType('resource').map(entry => entry.name)")
     assert [name for name in resources if not name.startswith(("file:", "data:", "blob:"))] == []

@@ -222,3 +222,15 @@ def test_a_dashboard_figure_leaves_out_plotlys_menu_and_function_words():
     assert not light.layout.updatemenus and full.layout.updatemenus
     assert {c[1] for c in light.layout.meta["heat"]["combos"]} == {"<new1>", "toy"}  # "a" left out
     assert len(light.to_json()) < len(full.to_json())
+
+
+def test_erasure_figure_puts_each_model_beside_the_other_with_intervals():
+    from workbench.viz import erasure_figure
+
+    presence = pd.DataFrame({"model": ["base", "erased", "erased"], "source": ["plain", "plain", "word search"], "n": [64, 64, 64],
+                             "present": [60, 2, 40], "rate": [60 / 64, 2 / 64, 40 / 64], "low": [0.85, 0.01, 0.5], "high": [0.98, 0.1, 0.73]})
+    fig = erasure_figure(presence)
+    base, erased = fig.data
+    assert list(base.x) == ["plain", "word search"] and np.isnan(base.y[1]) and base.y[0] == pytest.approx(0.9375)
+    assert list(erased.y) == [pytest.approx(2 / 64, abs=1e-4), 0.625]
+    assert erased.error_y.arrayminus[1] == pytest.approx(0.125) and erased.error_y.array[1] == pytest.approx(0.105)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -120,6 +120,7 @@ def analyse_attention(
     width: int | None = None,
     concepts: Sequence[str] | None = None,
     maps: str = "raw",
+    **pipeline_options: Any,
 ) -> AttentionAnalysis:
     """Generate `prompts` (one batch, seeded) while tracing, then score every word.
 
@@ -143,6 +144,8 @@ def analyse_attention(
             ShapesWorld transformer).
         maps: "raw" scores the prompt words' attention maps; "output" scores the concept maps
             of `concepts` instead (a concept that is a prompt word gets that word's regions).
+        pipeline_options: other options of the pipeline's call (e.g. use_resolution_binning=False
+            for PixArt and Sana), refused by name where the pipeline does not take them.
 
     Raises:
         ValueError: no prompts, an option the pipeline does not take, maps="output" without
@@ -157,7 +160,8 @@ def analyse_attention(
         raise ValueError('maps="output" scores concept maps: name the concepts (concepts=[...])')
     if isinstance(negative_prompt, str):
         negative_prompt = [negative_prompt] * len(prompts)
-    options = generation_options(pipe, guidance_scale=guidance_scale, negative_prompt=negative_prompt, height=height, width=width)
+    options = generation_options(pipe, guidance_scale=guidance_scale, negative_prompt=negative_prompt, height=height, width=width,
+                                 **pipeline_options)
     generator = torch.Generator().manual_seed(seed)
     # a region source that reads self-attention (UnsupervisedRegions) says which layers
     self_layers = getattr(regions, "self_layers", None)

@@ -18,6 +18,9 @@ from ..pipelines.loading import PipelineLoadError, load_pipeline
 from ..worlds import EmbeddedWorld, world_of
 from .spec import Probe, ProbeError
 
+# [model] keys that are options of the pipeline's call
+GENERATION_KEYS = ("guidance_scale", "height", "width", "negative_prompt", "use_resolution_binning")
+
 
 def sha256_of(path: str | Path) -> str:
     digest = hashlib.sha256()
@@ -119,7 +122,7 @@ class Context:
         """
         model = self.probe.model
         try:
-            options = generation_options(self.pipe, **{key: model[key] for key in ("guidance_scale", "height", "width", "negative_prompt")})
+            options = generation_options(self.pipe, **{key: model[key] for key in GENERATION_KEYS})
         except ValueError as error:
             raise ProbeError(f"{self.probe.source}: [model] {error}") from None
         return {"steps": model["steps"], "seed": self.probe.seed, **options}

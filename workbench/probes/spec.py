@@ -3,7 +3,7 @@
     name = "concept-leakage"
     seed = 0
     [model]       pipeline, embeddings, device, dtype, steps, guidance_scale, height, width,
-                  negative_prompt
+                  negative_prompt, use_resolution_binning
     [inputs]      prompts = [...] (masks = "folder" or unsupervised_regions = true)
                   or  scenes = 8, objects = 2, split = "test"
     [attention]   layers, per_step, concepts, maps (trace + overlap + leakage; concept maps)
@@ -57,6 +57,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
         "height": ((int,), None, "image height in pixels (default: the pipeline's own)"),
         "width": ((int,), None, "image width in pixels (default: the pipeline's own)"),
         "negative_prompt": ((str,), None, "the negative prompt of every generation"),
+        "use_resolution_binning": ((bool,), None, "PixArt and Sana: generate at the nearest size the model was trained at, then "
+                                   "resize to height x width (default: the pipeline's own, true)"),
     },
     "inputs": {
         "prompts": ((list,), [], "prompts to generate (any model)"),

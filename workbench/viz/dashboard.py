@@ -66,6 +66,8 @@ function heatMenus(div) {
   layers.addEventListener('change', show);
   div.parentNode.insertBefore(box, div);
   Plotly.relayout(div, {updatemenus: []});
+  const overlays = meta.combos.map(c => c[3]).filter(j => div.data[j].z === undefined);
+  if (overlays.length) Plotly.restyle(div, {z: overlays.map(j => div.data[j + 1].z)}, overlays);
 }
 window.addEventListener('load', () => document.querySelectorAll('.plotly-graph-div').forEach(heatMenus));
 """
@@ -109,6 +111,19 @@ def _settings_table(settings: Mapping[str, object]) -> str:
     return f'<table class="settings">{rows}</table>'
 
 
+def _without_overlay_copies(figure: go.Figure) -> go.Figure:
+    """A heat-map figure whose overlay traces leave out their values, which equal those of the
+    side-by-side trace after each (layout.meta.heat.combos[k][3] and the next trace): the page
+    copies them back at load, and the heat maps weigh half."""
+    heat = (figure.layout.meta or {}).get("heat") if isinstance(figure.layout.meta, dict) else None
+    if not heat:
+        return figure
+    light = go.Figure(figure)
+    for *_, overlay in heat["combos"]:
+        light.data[overlay].z = None
+    return light
+
+
 def render_dashboard(title: str, sections: Sequence[Section], settings: Mapping[str, object] | None = None) -> str:
     """The dashboard as one HTML string (plotly.js's cartesian bundle embedded once).
 
@@ -135,7 +150,7 @@ def render_dashboard(title: str, sections: Sequence[Section], settings: Mapping[
         if section.figure is None:
             continue
         # figure JSON is escaped by plotly for a <script> context (no raw "</script>")
-        parts.append(section.figure.to_html(full_html=False, include_plotlyjs=False, div_id=f"figure-{i}"))
+        parts.append(_without_overlay_copies(section.figure).to_html(full_html=False, include_plotlyjs=False, div_id=f"figure-{i}"))
     parts.append(f"<script type='text/javascript'>{HEAT_MENUS}</script></body></html>")
     return "\n".join(parts)
 

@@ -87,3 +87,20 @@ def word_change_figure(words: pd.DataFrame, title: str = "How much each word cha
     fig = go.Figure([go.Bar(x=[_plain(w) for w in change.index], y=change[column].round(4), name=column, customdata=counts.to_numpy(),
                             hovertemplate="%{x}: %{y:.3f} (n %{customdata} prompt(s))<extra></extra>") for column in change.columns])
     return fig.update_layout(title=title, barmode="group", yaxis_title="change (0: none)")
+
+
+def erasure_figure(presence: pd.DataFrame, title: str = "Is the concept still drawn?") -> go.Figure:
+    """The concept's presence rate per source (plain prompts, paraphrases, each attack), one bar
+    per model, with 95% intervals and n in the hover.
+
+    Args:
+        presence: `ErasureAudit.presence` (model, source, n, present, rate, low, high).
+    """
+    sources = list(dict.fromkeys(presence.source))
+    bars = []
+    for model, rows in presence.groupby("model", sort=False):
+        rows = rows.set_index("source").reindex(sources)
+        bars.append(go.Bar(x=sources, y=rows.rate.round(4), name=_plain(str(model)), customdata=np.stack([rows.n, rows.low, rows.high], 1),
+                           error_y=dict(type="data", symmetric=False, array=(rows.high - rows.rate).round(4), arrayminus=(rows.rate - rows.low).round(4)),
+                           hovertemplate="%{x}: %{y:.2f} [%{customdata[1]:.2f}, %{customdata[2]:.2f}] of %{customdata[0]} images<extra></extra>"))
+    return go.Figure(bars).update_layout(title=title, barmode="group", yaxis=dict(title="share of images showing it", range=[0, 1.05]))

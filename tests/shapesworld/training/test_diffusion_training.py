@@ -91,3 +91,46 @@ def test_a_fresh_run_starts_from_an_exported_pipelines_weights(tmp_path):
     wider = ShapesModelConfig.from_dict({**TINY_CONFIG.to_dict(), "block_out_channels": [8, 16, 32]})
     with pytest.raises(ValueError, match=r"unet.*should have shape.*give the sizes"):
         train_diffusion(tmp_path / "wider", zero_steps, wider, init_from=first)
+
+
+def test_grounding_targets_put_each_word_on_its_region():
+    from workbench.shapesworld.training.grounding import grounding_targets
+
+    scenes, _ = draw_batch(0, DiffusionTrainingConfig(batch_size=8, caption_dropout=0.0, two_object_fraction=1.0), 32)
+    masks, grounded = grounding_targets(scenes[:1], [scenes[0].caption], 20)
+    words = scenes[0].caption.split()  # "a large red circle and a small blue square on a gray background"
+    for index, word in enumerate(words):
+        token = index + 1
+        if word in ("a", "and", "on", "background"):
+            assert not grounded[0, token]
+        elif word == words[-2]:  # the background colour
+            assert torch.equal(masks[0, token], torch.from_numpy(scenes[0].background_mask.astype("float32")))
+        else:
+            obj = 0 if index < words.index("and") else 1
+            assert torch.equal(masks[0, token], torch.from_numpy(scenes[0].object_masks[obj].astype("float32"))), word
+    assert not grounded[0, 0] and not grounded[0, len(words) + 1]
+
+
+def test_grounding_loss_known_answers():
+    from workbench.shapesworld.training.grounding import grounding_loss
+
+    masks = torch.zeros(1, 2, 2, 2)
+    masks[0, 1, 0, 0] = 1.0  # token 1 belongs to the top-left pixel
+    grounded = torch.tensor([[False, True]])
+    on_region = torch.zeros(1, 1, 4, 2)
+    on_region[0, 0, 0, 1] = 1.0  # all of token 1's attention on its pixel
+    spread = torch.full((1, 1, 4, 2), 0.5)  # a quarter of it there
+    assert grounding_loss([on_region], masks, grounded).item() == 0.0
+    assert grounding_loss([spread], masks, grounded).item() == pytest.approx(0.75**2)
+    assert grounding_loss([on_region, spread], masks, grounded).item() == pytest.approx(0.75**2 / 2)
+    assert grounding_loss([spread], masks, torch.zeros(1, 2, dtype=torch.bool)).item() == 0.0
+
+
+def test_grounding_pulls_attention_onto_the_objects(tmp_path):
+    cfg = DiffusionTrainingConfig(steps=6, batch_size=4, warmup_steps=1, grounding_weight=1.0, learning_rate=1e-2, caption_dropout=0.0)
+    train_diffusion(tmp_path, cfg, TINY_CONFIG)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert all(0 < row["grounding"] <= 1 for row in log)
+    assert log[-1]["grounding"] < log[0]["grounding"]
+    with pytest.raises(ValueError, match="grounding_weight must be >= 0"):
+        DiffusionTrainingConfig(grounding_weight=-1.0)

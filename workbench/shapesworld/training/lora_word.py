@@ -12,6 +12,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -59,8 +60,6 @@ def teach_word(pipe, cfg: LoraWordConfig = LoraWordConfig()) -> dict:
     Raises:
         ValueError: a colour or shape not in ShapesWorld, or a token the tokenizer already has.
     """
-    from peft import LoraConfig
-
     if cfg.color not in COLORS or cfg.shape not in SHAPES:
         raise ValueError(f"{cfg.color} {cfg.shape} is not a ShapesWorld object; colours: {', '.join(COLORS)}; shapes: {', '.join(SHAPES)}")
     width = pipe.text_encoder.get_input_embeddings().embedding_dim
@@ -69,45 +68,64 @@ def teach_word(pipe, cfg: LoraWordConfig = LoraWordConfig()) -> dict:
         start = pipe.text_encoder.get_input_embeddings().weight[ids].mean(0, keepdim=True)
     insert_embeddings(pipe, [LearnedWord(cfg.token, start.reshape(1, width).clone())])
     token_id = pipe.tokenizer.convert_tokens_to_ids(cfg.token)
-    torch.manual_seed(cfg.seed)
-    pipe.unet.add_adapter(LoraConfig(r=cfg.rank, lora_alpha=cfg.rank, target_modules=LORA_TARGETS, init_lora_weights="gaussian"))
+    summary = train_lora(pipe, lambda rng: word_batch(cfg, rng, pipe.unet.config.sample_size), cfg.steps, cfg.rank, cfg.learning_rate,
+                         cfg.min_snr_gamma, cfg.seed, desc=f"teach {cfg.token}", token_id=token_id)
+    return summary | {"config": dataclasses.asdict(cfg)}
+
+
+def train_lora(pipe, batches: Callable[[np.random.Generator], tuple[torch.Tensor, list[str]]], steps: int, rank: int, learning_rate: float,
+               min_snr_gamma: float, seed: int, desc: str, token_id: int | None = None) -> dict:
+    """Add a LoRA to `pipe.unet`'s attention and train it (and, given `token_id`, that token's
+    embedding row) on `batches(rng)` -> (images (batch, 3, y, x) in [-1, 1], captions), in
+    place. Returns steps, seconds and the mean loss of the first and last 10 steps."""
+    from peft import LoraConfig
+
+    torch.manual_seed(seed)
+    pipe.unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=LORA_TARGETS, init_lora_weights="gaussian"))
     table = pipe.text_encoder.get_input_embeddings().weight
     pipe.text_encoder.requires_grad_(False)
-    table.requires_grad_(True)
-    keep = torch.zeros(len(table), 1)
-    keep[token_id] = 1
-    table.register_hook(lambda grad: grad * keep.to(grad))  # only the new token's row learns
-    lora = [p for name, p in pipe.unet.named_parameters() if "lora_" in name]
-    optimizer = torch.optim.AdamW([{"params": lora}, {"params": [table], "weight_decay": 0.0}], lr=cfg.learning_rate)
-    rng = np.random.default_rng(cfg.seed)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    groups = [{"params": [p for name, p in pipe.unet.named_parameters() if "lora_" in name]}]
+    if token_id is not None:
+        table.requires_grad_(True)
+        keep = torch.zeros(len(table), 1)
+        keep[token_id] = 1
+        table.register_hook(lambda grad: grad * keep.to(grad))  # only the new token's row learns
+        groups.append({"params": [table], "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW(groups, lr=learning_rate)
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
     losses, tic = [], time.perf_counter()
     pipe.unet.train()
-    for _ in tqdm(range(cfg.steps), desc=f"teach {cfg.token}"):
-        images, captions = word_batch(cfg, rng, pipe.unet.config.sample_size)
+    for _ in tqdm(range(steps), desc=desc):
+        images, captions = batches(rng)
         text = pipe.text_encoder(pipe.tokenize(captions))[0]
         noisy, noise, timesteps = noised_batch(pipe.scheduler, images, generator)
-        loss = weighted_error(pipe.unet(noisy, timesteps, encoder_hidden_states=text).sample, noise, pipe.scheduler, timesteps, cfg.min_snr_gamma)
+        loss = weighted_error(pipe.unet(noisy, timesteps, encoder_hidden_states=text).sample, noise, pipe.scheduler, timesteps, min_snr_gamma)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
     pipe.unet.eval()
     table.requires_grad_(False)
-    return {"steps": cfg.steps, "seconds": round(time.perf_counter() - tic, 1), "loss_first_10": float(np.mean(losses[:10])),
-            "loss_last_10": float(np.mean(losses[-10:])), "config": dataclasses.asdict(cfg)}
+    return {"steps": steps, "seconds": round(time.perf_counter() - tic, 1), "loss_first_10": float(np.mean(losses[:10])),
+            "loss_last_10": float(np.mean(losses[-10:]))}
+
+
+def lora_weights(pipe) -> dict[str, torch.Tensor]:
+    """The UNet's LoRA weights as `pipelines.load_lora` reads them ("unet."-prefixed peft keys)."""
+    from peft import get_peft_model_state_dict
+
+    return {f"unet.{key}": value.contiguous() for key, value in get_peft_model_state_dict(pipe.unet).items()}
 
 
 def teach_to_folder(pipeline: str | Path, out: str | Path, cfg: LoraWordConfig = LoraWordConfig()) -> Path:
     """Teach the word to the pipeline (a folder or "shapes") and write, atomically, OUT/lora.safetensors
     (load with `pipelines.load_lora`), OUT/word.safetensors (load with `read_embeddings`) and OUT/teach.json."""
-    from peft import get_peft_model_state_dict
-
     from workbench.pipelines.loading import load_pipeline
 
     pipe = load_pipeline(pipeline)
     summary = teach_word(pipe, cfg)
-    lora = {f"unet.{key}": value.contiguous() for key, value in get_peft_model_state_dict(pipe.unet).items()}
+    lora = lora_weights(pipe)
     token_id = pipe.tokenizer.convert_tokens_to_ids(cfg.token)
     word = pipe.text_encoder.get_input_embeddings().weight[token_id].detach().clone()
     with atomic_path(out) as tmp:
