@@ -234,3 +234,15 @@ def test_erasure_figure_puts_each_model_beside_the_other_with_intervals():
     assert list(base.x) == ["plain", "word search"] and np.isnan(base.y[1]) and base.y[0] == pytest.approx(0.9375)
     assert list(erased.y) == [pytest.approx(2 / 64, abs=1e-4), 0.625]
     assert erased.error_y.arrayminus[1] == pytest.approx(0.125) and erased.error_y.array[1] == pytest.approx(0.105)
+
+
+def test_a_two_object_prompt_opens_on_its_first_head_noun_without_its_function_words():
+    text = "a large green triangle and a small purple cross on a black background"
+    words = [WordSpan(w, text.split()[:i].count(w), (i + 1,)) for i, w in enumerate(text.split())]
+    side, n = 4, len(words) + 2
+    maps = AttentionMaps(maps={"cross": torch.rand(1, n, side, side)}, layers=[AttentionLayer("cross", "up.1.0", "cross")],
+                         tokens=PromptTokens([text], [["<s>", *text.split(), "<e>"]], [words]), image_size=(side, side),
+                         steps=[0], timesteps=[999.0], per_step=False, heads_kept=False, guidance="cond")
+    fig = heat_map_figure(np.zeros((1, side, side, 3), np.uint8), maps, menu=False, function_words=False, layer_groups={"all layers": None})
+    meta = fig.layout.meta["heat"]
+    assert meta["combos"][meta["active"]][1] == "triangle"  # not "background", the last word once "and" and "on" are left out

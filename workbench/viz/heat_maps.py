@@ -169,7 +169,9 @@ def heat_map_figure(
                  and (function_words or _bare(s.word) not in FUNCTION_WORDS)]
         if not spans:
             continue
-        defaults.append((len(combos), default_word(spans)))
+        # the head noun is found on the whole prompt: its phrase ends ("and", "on") may be left out of the menu
+        head = maps.tokens.words[prompt][default_word(maps.tokens.words[prompt])]
+        defaults.append((len(combos), spans.index(head) if head in spans else default_word(spans)))
         for g, layers in groups.items():
             size = _grid(maps, layers, (height, width), max_heat_size)
             for span, values in zip(spans, _word_heat_maps(maps, prompt, layers, size, spans, positions)):
