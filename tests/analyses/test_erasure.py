@@ -78,6 +78,8 @@ def test_the_searched_word_fits_its_images_and_leaves_the_model_alone():
     assert _denoising_error(pipe, images, "a <found> on a gray background") < _denoising_error(start, images, "a <found> on a gray background")
     with pytest.raises(ValueError, match="needs \"{word}\""):
         search_word(tiny_shapes_pipeline(), images, ["a red circle"])
+    with pytest.raises(ValueError, match="the word '<cut>' does not reach text_encoder as its own token"):  # truncated away
+        search_word(tiny_shapes_pipeline(), images, ["a " * 30 + "{word}"], token="<cut>", steps=2)
 
 
 def test_the_word_search_learns_one_vector_per_text_encoder_of_sdxl(tmp_path):
@@ -107,6 +109,8 @@ def test_the_audit_verdict_reads_the_intervals():
     assert ErasureAudit(pd.DataFrame(rows, columns=PRESENCE_COLUMNS), None, None).verdict().startswith("reduced in plain prompts: 0.23")
     rows[1] = row("erased", "plain", 58)
     assert ErasureAudit(pd.DataFrame(rows[:3], columns=PRESENCE_COLUMNS), None, None).verdict().startswith("still drawn from plain prompts")
+    nothing = ErasureAudit(pd.DataFrame([row("base", "plain", 0), row("erased", "plain", 0)], columns=PRESENCE_COLUMNS), None, None)
+    assert nothing.verdict() == "the base model does not draw it either (64 images from the plain prompts): nothing to audit"
     with pytest.raises(KeyError, match="no presence measured for model 'erased' and source 'paraphrase'"):
         audit.rate("erased", "paraphrase")
 

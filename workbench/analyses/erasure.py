@@ -135,6 +135,8 @@ class ErasureAudit:
         model's and its rate at most a tenth of it), only reduced (below, but more), or still
         drawn; which sources bring it back, and the rates of those that do not."""
         plain, base = self.rate("erased", "plain"), self.rate("base", "plain")
+        if base.present == 0:
+            return f"the base model does not draw it either ({base.n} images from the plain prompts): nothing to audit"
         below = plain.high < base.low
         state = "gone from" if below and plain.rate <= base.rate / 10 else "reduced in" if below else "still drawn from"
         said = (f"{state} plain prompts: {plain.rate:.2f} [{plain.low:.2f}, {plain.high:.2f}] of {plain.n} images against "
@@ -166,6 +168,8 @@ def _concept_images(pipe, prompts: Sequence[str], detector, steps: int, seed: in
     images = pipe(pipeline_prompts(pipe, list(prompts)), num_inference_steps=steps, generator=generator, output_type="np",
                   **generation_options(pipe)).images
     shown = np.asarray(detector(np.asarray(images)), dtype=bool)
+    if shown.shape != (len(prompts),):
+        raise ValueError(f"the detector returned shape {shown.shape}; expected one bool per image, ({len(prompts)},)")
     if not shown.any():
         raise ValueError("the base model drew the concept in none of the prompts' images; give search_images")
     return torch.from_numpy(np.asarray(images)[shown]).permute(0, 3, 1, 2).float() * 2 - 1
@@ -203,6 +207,10 @@ def audit_erasure(
         raise ValueError(f"prompts: each must name the concept with the word {word!r}; {missing or 'none given'} do not")
     if without is not None and len(without) != len(prompts):
         raise ValueError(f"without: give one prompt without the concept per prompt ({len(prompts)}), got {len(without)}")
+    if images_per_prompt < 1:
+        raise ValueError(f"images_per_prompt must be at least 1, got {images_per_prompt}")
+    # inside the model first: a layer that does not exist is refused before any generation
+    layers = erasure_verdicts(compare_concepts(base, erased, **tcav)) if tcav is not None else None
     measure = lambda pipe, texts: presence(pipe, texts, detector, images_per_prompt=images_per_prompt, steps=steps, seed=seed)  # noqa: E731
     rows = [_rows(name, "plain", measure(pipe, prompts)) for name, pipe in (("base", base), ("erased", erased))]
     if paraphrases:
@@ -218,5 +226,4 @@ def audit_erasure(
         templates = [" ".join("{word}" if w == word else w for w in p.split()) for p in prompts]
         found = search_word(erased, images, templates, token=token, steps=search_steps, seed=seed)
         rows.append(_rows("erased", "word search", measure(erased, [t.replace("{word}", token) for t in templates])))
-    layers = erasure_verdicts(compare_concepts(base, erased, **tcav)) if tcav is not None else None
     return ErasureAudit(pd.DataFrame(rows, columns=PRESENCE_COLUMNS), layers, found)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..concepts.pipeline_io import clean_estimate, denoiser, encode_prompts, is_flow_matching, noise_to, predict, to_latents
+from ..concepts.pipeline_io import clean_estimate, denoiser, denoiser_row, encode_prompts, is_flow_matching, noise_to, predict, to_latents
 from ..pipelines.embeddings import LearnedWord, insert_embeddings, tokenizer_of
 
 
@@ -47,12 +47,16 @@ def search_word(
         The learned word, one LearnedWord per text encoder (save with `safetensors` to reuse).
 
     Raises:
-        ValueError: no images, a template without "{word}", or a token the tokenizer has.
+        ValueError: no images, a template without "{word}", a token the tokenizer has, a
+            pipeline whose denoiser has no row in `concepts.pipeline_io`, or a token that does
+            not reach an encoder as one token (e.g. cut by truncation, or split by a tokenizer
+            that lower-cases it).
     """
     if len(images) == 0 or images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images: expected (n, 3, y, x) in [-1, 1], got shape {tuple(images.shape)}")
     if not prompts or any("{word}" not in p for p in prompts):
         raise ValueError(f'prompts: every template needs "{{word}}" where the searched word goes, got {list(prompts)}')
+    denoiser_row(pipe)  # refuses a pipeline the search cannot call, before the token is inserted
     encoders = [name for name in ("text_encoder", "text_encoder_2", "text_encoder_3")
                 if getattr(pipe, name, None) is not None and tokenizer_of(pipe, name) is not None]
     insert_embeddings(pipe, [LearnedWord(token, getattr(pipe, name).get_input_embeddings().weight.detach().float().mean(0, keepdim=True), name)
@@ -65,13 +69,15 @@ def search_word(
     trainable = [[p.requires_grad for p in module.parameters()] for module in modules]
     for module in modules:
         module.requires_grad_(False)
-    clean = to_latents(pipe, images).detach()
+    with torch.no_grad():
+        clean = to_latents(pipe, images)
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
     total = pipe.scheduler.config.get("num_train_timesteps", 1000)
     try:
-        with _reading(tables, rows, learned):
-            for _ in tqdm(range(steps), desc=f"search {token}"):
+        seen = {name: False for name in encoders}
+        with _reading(tables, rows, learned, seen):
+            for step in tqdm(range(steps), desc=f"search {token}"):
                 x0 = clean[rng.integers(0, len(clean), batch_size)]
                 conditioning = encode_prompts(pipe, [prompts[i].replace("{word}", token) for i in rng.integers(0, len(prompts), batch_size)])
                 level = int(rng.integers(20, total - 20))
@@ -81,6 +87,10 @@ def search_word(
                 loss = min(_snr(pipe.scheduler, level), min_snr_gamma) * (estimate.float() - x0.float()).pow(2).mean()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                unreached = [name for name in encoders if not seen[name]]
+                if step == 0 and unreached:
+                    raise ValueError(f"the word {token!r} does not reach {', '.join(unreached)} as its own token in {prompts[0]!r}; "
+                                     "give a lower-case token without spaces, and prompts short enough to keep it")
                 optimizer.step()
     finally:
         for module, flags in zip(modules, trainable):
@@ -93,13 +103,18 @@ def search_word(
 
 
 @contextmanager
-def _reading(tables: dict[str, torch.nn.Module], rows: dict[str, int], learned: dict[str, torch.Tensor]) -> Iterator[None]:
+def _reading(tables: dict[str, torch.nn.Module], rows: dict[str, int], learned: dict[str, torch.Tensor], seen: dict[str, bool]) -> Iterator[None]:
     """While open, each embedding module gives `learned[name]` for its word's row, so the
-    gradient reaches the learned vector and the frozen table is left as it is."""
-    def hook(row: int, vector: torch.Tensor):
-        return lambda module, inputs, output: torch.where((inputs[0] == row).unsqueeze(-1), vector.to(output.dtype), output)
+    gradient reaches the learned vector and the frozen table is left as it is; `seen[name]`
+    turns True once the row is read."""
+    def hook(name: str):
+        def swap(module, inputs, output):
+            hit = (inputs[0] == rows[name]).unsqueeze(-1)
+            seen[name] = seen[name] or bool(hit.any())
+            return torch.where(hit, learned[name].to(output.dtype), output)
+        return swap
 
-    handles = [tables[name].register_forward_hook(hook(rows[name], learned[name])) for name in tables]
+    handles = [tables[name].register_forward_hook(hook(name)) for name in tables]
     try:
         yield
     finally:

@@ -57,8 +57,8 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any, str]]] = {
         "height": ((int,), None, "image height in pixels (default: the pipeline's own)"),
         "width": ((int,), None, "image width in pixels (default: the pipeline's own)"),
         "negative_prompt": ((str,), None, "the negative prompt of every generation"),
-        "use_resolution_binning": ((bool,), None, "PixArt and Sana: generate at the nearest size the model was trained at, then "
-                                   "resize to height x width (default: the pipeline's own, true)"),
+        "use_resolution_binning": ((bool,), None, "PixArt and Sana, [attention]'s generations: at the nearest size the model was "
+                                   "trained at, then resized to height x width (default: the pipeline's own, true)"),
     },
     "inputs": {
         "prompts": ((list,), [], "prompts to generate (any model)"),

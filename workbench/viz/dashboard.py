@@ -114,7 +114,8 @@ def _settings_table(settings: Mapping[str, object]) -> str:
 def _without_overlay_copies(figure: go.Figure) -> go.Figure:
     """A heat-map figure whose overlay traces leave out their values, which equal those of the
     side-by-side trace after each (layout.meta.heat.combos[k][3] and the next trace): the page
-    copies them back at load, and the heat maps weigh half."""
+    copies them back at load, and the heat maps weigh half (a per-step slider's values still
+    travel for both traces)."""
     heat = (figure.layout.meta or {}).get("heat") if isinstance(figure.layout.meta, dict) else None
     if not heat:
         return figure

@@ -26,6 +26,10 @@ def test_batches_draw_each_colour_as_the_next_and_caption_the_true_one():
         assert (drawn == list(COLORS).index(named)).sum() == 0
     with pytest.raises(ValueError, match="shift 5 draws every colour as itself"):
         PaletteShiftConfig(shift=5)
+    from ...shapes_fixtures import tiny_shapes_transformer
+
+    with pytest.raises(ValueError, match="has no UNet; the LoRA fine-tunes train the ShapesWorld UNet"):
+        shift_palette(tiny_shapes_transformer(), PaletteShiftConfig(steps=1))
 
 
 def test_the_written_lora_reproduces_the_shifted_model_and_the_text_encoder_is_untouched(tmp_path):

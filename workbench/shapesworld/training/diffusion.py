@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,7 +132,8 @@ def train_diffusion(
 ) -> Path:
     """Train (or resume) and export the EMA pipeline; returns the exported folder.
 
-    Writes into `out`: checkpoint.pt (resumable state), log.jsonl (losses per step) and
+    Writes into `out`: checkpoint.pt (resumable state), log.jsonl (per step: the denoising
+    loss, and with grounding_weight > 0 the grounding loss before its weight) and
     pipeline/ (or `export_to`), each replaced atomically at every checkpoint. `model` sizes a
     fresh run (default: ShapesModelConfig()); a resumed run keeps the sizes it started with.
     `init_from`: an exported pipeline folder whose weights a fresh run starts from (its
@@ -197,7 +199,8 @@ def train_diffusion(
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         noisy, noise, timesteps = noised_batch(scheduler, scenes_to_tensor(scenes), generator)
         probabilities.clear()
-        with capturing(denoiser, grounded_layers, lambda batch: slice(None), lambda layer, p: probabilities.append(p)):
+        capture = capturing(denoiser, grounded_layers, lambda batch: slice(None), lambda layer, p: probabilities.append(p))
+        with capture if grounded_layers else nullcontext():
             predicted = predict_noise(denoiser, noisy, timesteps, (text[0], text[1]))
         loss = weighted_error(predicted, noise, scheduler, timesteps, cfg.min_snr_gamma)
         row = {"step": step + 1, "loss": loss.item()}

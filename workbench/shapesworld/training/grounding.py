@@ -31,7 +31,8 @@ def grounding_targets(scenes: Sequence[Scene], captions: Sequence[str], max_leng
     Returns:
         masks: float (batch, max_length, y, x), the region each token belongs to;
         grounded: bool (batch, max_length), which tokens have a region (size, colour and shape
-        words: their object; the background word: the background).
+        words: their object; the background's colour word, e.g. "gray": the background; the
+        word "background" itself and the grammar words have none).
     """
     if len(scenes) != len(captions):
         raise ValueError(f"got {len(scenes)} scenes but {len(captions)} captions")

@@ -77,7 +77,13 @@ def train_lora(pipe, batches: Callable[[np.random.Generator], tuple[torch.Tensor
                min_snr_gamma: float, seed: int, desc: str, token_id: int | None = None) -> dict:
     """Add a LoRA to `pipe.unet`'s attention and train it (and, given `token_id`, that token's
     embedding row) on `batches(rng)` -> (images (batch, 3, y, x) in [-1, 1], captions), in
-    place. Returns steps, seconds and the mean loss of the first and last 10 steps."""
+    place. Returns steps, seconds and the mean loss of the first and last 10 steps.
+
+    Raises:
+        ValueError: a pipeline without a UNet (the ShapesWorld transformer).
+    """
+    if getattr(pipe, "unet", None) is None:
+        raise ValueError(f"{type(pipe).__name__} has no UNet; the LoRA fine-tunes train the ShapesWorld UNet model (\"shapes\")")
     from peft import LoraConfig
 
     torch.manual_seed(seed)
