@@ -162,17 +162,13 @@ def _rows(model: str, source: str, frame: pd.DataFrame) -> dict:
 def _concept_images(pipe, prompts: Sequence[str], detector, steps: int, seed: int) -> torch.Tensor:
     """The base model's generations of `prompts` that show the concept, (n, 3, y, x) in [-1, 1]:
     what an attacker who has the model before erasure would search with."""
-    from .generation import generation_options, pipeline_prompts
+    from .generation import generation_options
+    from .model_diff import judged_generations
 
-    generator = torch.Generator().manual_seed(seed)
-    images = pipe(pipeline_prompts(pipe, list(prompts)), num_inference_steps=steps, generator=generator, output_type="np",
-                  **generation_options(pipe)).images
-    shown = np.asarray(detector(np.asarray(images)), dtype=bool)
-    if shown.shape != (len(prompts),):
-        raise ValueError(f"the detector returned shape {shown.shape}; expected one bool per image, ({len(prompts)},)")
+    images, shown = judged_generations(pipe, prompts, detector, steps, torch.Generator().manual_seed(seed), generation_options(pipe))
     if not shown.any():
         raise ValueError("the base model drew the concept in none of the prompts' images; give search_images")
-    return torch.from_numpy(np.asarray(images)[shown]).permute(0, 3, 1, 2).float() * 2 - 1
+    return torch.from_numpy(images[shown]).permute(0, 3, 1, 2).float() * 2 - 1
 
 
 def audit_erasure(

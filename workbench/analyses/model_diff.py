@@ -222,6 +222,24 @@ def compare_concepts(base, other, target, inputs, concepts, random, layers: Sequ
     return pd.DataFrame(rows, columns=CONCEPT_COLUMNS)
 
 
+def judged_generations(pipe, prompts: Sequence[str], detector, steps: int, generator: torch.Generator,
+                       options: dict) -> tuple[np.ndarray, np.ndarray]:
+    """`prompts` generated in one call (as the pipeline must be given them) and judged:
+    (images (n, y, x, 3) float in [0, 1], verdicts (n,) bool).
+
+    Raises:
+        ValueError: a detector that does not return one bool per image.
+    """
+    from .generation import pipeline_prompts
+
+    images = np.asarray(pipe(pipeline_prompts(pipe, list(prompts)), num_inference_steps=steps, generator=generator, output_type="np",
+                             **options).images)
+    verdicts = np.asarray(detector(images))
+    if verdicts.shape != (len(prompts),):
+        raise ValueError(f"the detector returned shape {verdicts.shape}; expected one bool per image, ({len(prompts)},)")
+    return images, verdicts.astype(bool)
+
+
 def presence(pipe, prompts: Sequence[str], detector, images_per_prompt: int = 1, steps: int = 20, guidance_scale: float | None = None,
              seed: int = 0, batch_size: int = 8) -> pd.DataFrame:
     """How often a concept is present in what the model draws: each prompt generated
@@ -238,7 +256,7 @@ def presence(pipe, prompts: Sequence[str], detector, images_per_prompt: int = 1,
         ValueError: a detector that does not return one bool per image.
     """
     from ..metrics import wilson_interval
-    from .generation import generation_options, pipeline_prompts
+    from .generation import generation_options
 
     options = generation_options(pipe, guidance_scale=guidance_scale)
     generator = torch.Generator().manual_seed(seed)
@@ -247,11 +265,7 @@ def presence(pipe, prompts: Sequence[str], detector, images_per_prompt: int = 1,
         found = []
         for start in range(0, images_per_prompt, batch_size):
             n = min(batch_size, images_per_prompt - start)
-            images = pipe(pipeline_prompts(pipe, [prompt]) * n, num_inference_steps=steps, generator=generator, output_type="np", **options).images
-            verdict = np.asarray(detector(np.asarray(images)))
-            if verdict.shape != (n,):
-                raise ValueError(f"the detector returned shape {verdict.shape}; expected one bool per image, ({n},)")
-            found.extend(bool(v) for v in verdict)
+            found.extend(bool(v) for v in judged_generations(pipe, [prompt] * n, detector, steps, generator, options)[1])
         low, high = wilson_interval(sum(found), len(found))
         rows.append({"prompt": prompt, "n": len(found), "present": sum(found), "rate": sum(found) / len(found), "low": low, "high": high})
     return pd.DataFrame(rows, columns=["prompt", "n", "present", "rate", "low", "high"])

@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..concepts.pipeline_io import clean_estimate, denoiser, denoiser_row, encode_prompts, is_flow_matching, noise_to, predict, to_latents
-from ..pipelines.embeddings import LearnedWord, insert_embeddings, tokenizer_of
+from ..pipelines.embeddings import LearnedWord, insert_embeddings, text_encoders, tokenizer_of
 
 
 def _snr(scheduler, level: int) -> float:
@@ -57,8 +57,7 @@ def search_word(
     if not prompts or any("{word}" not in p for p in prompts):
         raise ValueError(f'prompts: every template needs "{{word}}" where the searched word goes, got {list(prompts)}')
     denoiser_row(pipe)  # refuses a pipeline the search cannot call, before the token is inserted
-    encoders = [name for name in ("text_encoder", "text_encoder_2", "text_encoder_3")
-                if getattr(pipe, name, None) is not None and tokenizer_of(pipe, name) is not None]
+    encoders = text_encoders(pipe)  # a word needs a vector in each (insert_embeddings checks)
     insert_embeddings(pipe, [LearnedWord(token, getattr(pipe, name).get_input_embeddings().weight.detach().float().mean(0, keepdim=True), name)
                              for name in encoders])  # starts from the mean word: no hint of the concept
     tables = {name: getattr(pipe, name).get_input_embeddings() for name in encoders}

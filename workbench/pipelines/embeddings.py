@@ -113,7 +113,8 @@ def tokenizer_of(pipe, encoder: str):
     return getattr(pipe, encoder.replace("text_encoder", "tokenizer"), None)
 
 
-def _text_encoders(pipe) -> list[str]:
+def text_encoders(pipe) -> list[str]:
+    """The pipeline's text-encoder attributes, in order ("text_encoder", "text_encoder_2", ...)."""
     return [name for name in TEXT_ENCODERS if getattr(pipe, name, None) is not None]
 
 
@@ -123,7 +124,7 @@ def encoder_attribute(pipe, encoder: str) -> str:
     none, for messages); other names are attributes already."""
     if encoder != "t5":
         return encoder
-    t5 = [name for name in _text_encoders(pipe) if type(getattr(pipe, name)).__name__.startswith("T5")]
+    t5 = [name for name in text_encoders(pipe) if type(getattr(pipe, name)).__name__.startswith("T5")]
     return t5[0] if t5 else "a T5 text encoder"
 
 
@@ -136,7 +137,7 @@ def _check_fits(pipe, words: list[LearnedWord]) -> None:
     """Every word fits the pipeline: its encoders exist, its widths match, each token covers
     all of the pipeline's text encoders (SDXL's two), and no token is taken."""
     where = lambda word: f" (from {word.source})" if word.source else ""  # noqa: E731
-    encoders = _text_encoders(pipe)
+    encoders = text_encoders(pipe)
     covered: dict[str, set[str]] = {}
     for word in words:
         encoder = getattr(pipe, word.encoder, None)
