@@ -105,6 +105,45 @@ def test_joint_probabilities_equal_the_text_part_of_one_softmax_over_all_keys(sd
     assert found.shape == (2, attn.heads, 20, 7) and torch.allclose(found, expected, atol=1e-6)
 
 
+class JointWeights:
+    """A processor that records the whole softmax(q k^T * scale) of SD3's [image; text] joint
+    sequence, computed from the layer's projections and norms, then defers to the original."""
+
+    def __init__(self, original):
+        self.original, self.weights = original, []
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, *args, **kwargs):
+        heads = lambda x: x.view(x.shape[0], -1, attn.heads, x.shape[-1] // attn.heads).transpose(1, 2)  # noqa: E731
+        norm = lambda f, x: f(x) if f is not None else x  # noqa: E731
+        q = torch.cat([norm(attn.norm_q, heads(attn.to_q(hidden_states))),
+                       norm(attn.norm_added_q, heads(attn.add_q_proj(encoder_hidden_states)))], dim=2)
+        k = torch.cat([norm(attn.norm_k, heads(attn.to_k(hidden_states))),
+                       norm(attn.norm_added_k, heads(attn.add_k_proj(encoder_hidden_states)))], dim=2)
+        self.weights.append((q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5).softmax(-1))
+        return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kwargs)
+
+
+@pytest.mark.parametrize("queries", ["image", "text"])
+def test_sd3_traced_probabilities_equal_one_softmax_over_the_image_then_text_sequence(sd3, queries):
+    options = dict(num_inference_steps=1, output_type="np", max_sequence_length=32, generator=torch.Generator().manual_seed(0))
+    attn = sd3.transformer.transformer_blocks[0].attn
+    original = attn.processor
+    recorder = JointWeights(original)
+    attn.set_processor(recorder)
+    try:
+        sd3(PROMPTS, **options)
+    finally:
+        attn.set_processor(original)
+    options["generator"] = torch.Generator().manual_seed(0)
+    with trace(sd3, layers="block.0", queries=queries) as tr:
+        sd3(PROMPTS, **options)
+    found = tr.attention_maps().maps[tr.layers[0].path]  # (2 prompts, 109 text tokens, 16, 16)
+    weights = recorder.weights[0][2:].mean(1)  # the prompts' rows (the unconditional rows come first), heads averaged
+    image = 256
+    expected = weights[:, :image, image:].transpose(1, 2) if queries == "image" else weights[:, image:, :image]
+    assert torch.allclose(found, expected.reshape(2, -1, 16, 16), atol=1e-5)
+
+
 def test_sd3_joint_attention_is_traced_bit_identically_with_words_in_clip_and_t5(sd3):
     options = dict(num_inference_steps=2, output_type="np", max_sequence_length=32)
     plain = sd3(PROMPTS, generator=torch.Generator().manual_seed(0), **options).images

@@ -29,6 +29,8 @@ class Architecture:
         as one sequence (Flux's single-stream blocks).
     rotary: the processor rotates queries and keys by the `image_rotary_emb` it is given,
         whose positions run over the text tokens then the image tokens (Flux).
+    text_first: its joint attention runs over [text; image] (Flux) rather than [image; text]
+        (SD3); single-stream attention always puts the text first.
     positions: the forward keyword holding the image tokens' (_, row, column) ids, for
         denoisers that take their latents packed as a sequence (Flux: "img_ids").
     packed: latent pixels per side of one token of packed latents (Flux packs 2x2).
@@ -43,6 +45,7 @@ class Architecture:
     text: tuple[str, ...] = ("tokenizer",)
     single: tuple[str, ...] = ()
     rotary: bool = False
+    text_first: bool = False
     positions: str | None = None
     packed: int = 1
     linear_self: bool = False
@@ -74,7 +77,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "SD3Transformer2DModel": Architecture(_BLOCKS, {"transformer_blocks": "block"}, "hidden_states", ("tokenizer", "tokenizer_3")),
     "FluxTransformer2DModel": Architecture(
         _FLUX, {"transformer_blocks": "block", "single_transformer_blocks": "single"}, "hidden_states", ("tokenizer_2",),
-        single=("single_transformer_blocks",), rotary=True, positions="img_ids", packed=2,
+        single=("single_transformer_blocks",), rotary=True, text_first=True, positions="img_ids", packed=2,
     ),
     "SanaTransformer2DModel": Architecture(_BLOCKS, {"transformer_blocks": "block"}, "hidden_states", linear_self=True, text_window="tail"),
 }
@@ -96,6 +99,7 @@ class AttentionLayer:
         sequence: Flux's single-stream blocks) or "linear" (linear attention, Sana's
         self-attention: no probabilities).
     rotary: the layer rotates its queries and keys (Flux's RoPE).
+    text_first: its joint sequence is [text; image] (Flux) rather than [image; text] (SD3).
     """
 
     path: str
@@ -103,6 +107,7 @@ class AttentionLayer:
     kind: Literal["cross", "self"]
     stream: Literal["separate", "joint", "single", "linear"] = "separate"
     rotary: bool = False
+    text_first: bool = False
 
     @property
     def group(self) -> str:
@@ -160,7 +165,8 @@ def attention_layers(denoiser: nn.Module) -> list[AttentionLayer]:
     order = list(prefixes.values())
     parsed.sort(key=lambda row: order.index(row[1].split(".")[0]))
     return [
-        AttentionLayer(path, base if counts[base] == 1 else f"{base}.t{transformer}", kind, stream, architecture.rotary)
+        AttentionLayer(path, base if counts[base] == 1 else f"{base}.t{transformer}", kind, stream, architecture.rotary,
+                       architecture.text_first)
         for path, base, transformer, kind, stream in parsed
     ]
 

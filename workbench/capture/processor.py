@@ -4,7 +4,10 @@ probabilities on the side.
 The wrapped processor runs untouched, so the pipeline's output is bit-identical. Its query and
 key projections are read by forward hooks on `to_q` / `to_k` while it runs (no projection is
 computed twice); the probabilities softmax(q k^T * scale) are then formed in float32 for the
-rows asked for only.
+rows asked for only. Joint and single-stream layers are read from their own attention call
+instead (attention_call.py): its query and key as used, and on CPU the softmax's normaliser
+over all keys, which the model computed anyway; their projections are the fallback where the
+processor makes no call torch can show (another attention backend).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 
 from torch import nn
 
+from .attention_call import AttentionCall, AttentionCallRecorder
 from .probabilities import attention_probabilities, joint_probabilities, single_stream_probabilities
 from .architectures import AttentionLayer
 
@@ -65,6 +69,7 @@ class CaptureProcessor:
         self.text_tokens = text_tokens
         self.queries = queries
         self.seen: dict[str, torch.Tensor] = {}
+        self.recorder = AttentionCallRecorder()
         # diffusers hands a processor only the keyword arguments its __call__ names: name the original's
         self.__call__ = functools.wraps(original.__call__)(functools.partial(CaptureProcessor.__call__, self))
 
@@ -85,7 +90,16 @@ class CaptureProcessor:
 
     def __call__(self, attn, hidden_states, *args, **kwargs):
         self.seen = {}
-        output = self.original(attn, hidden_states, *args, **kwargs)  # exactly as called
+        if self.layer.stream in ("joint", "single"):
+            with self.recorder:  # sees the layer's own attention call, changes none of its bits
+                output = self.original(attn, hidden_states, *args, **kwargs)
+            call = self.recorder.call
+            if call is not None:
+                self.seen = {}
+                self._report_joint(call, hidden_states.shape[1])
+                return output
+        else:
+            output = self.original(attn, hidden_states, *args, **kwargs)  # exactly as called
         seen, self.seen = self.seen, {}
         if "to_q" not in seen or "to_k" not in seen:
             return output
@@ -106,6 +120,27 @@ class CaptureProcessor:
             found = attention_probabilities(attn, query, key, attention_mask, rows)
         self.sink(self.layer, found.transpose(-1, -2) if text else found)
         return output
+
+    def _report_joint(self, call: AttentionCall, n_hidden: int) -> None:
+        """The text part of the joint softmax, from the layer's own attention call: its sequence
+        is [image; text] (SD3), [text; image] (Flux's double-stream blocks, whose hidden states
+        are the image tokens) or [text; image] as the hidden states (single-stream blocks)."""
+        rows = self.rows(call.query.shape[0])
+        if rows is None:
+            return
+        total = call.query.shape[2]
+        if self.layer.stream == "single":
+            n_text = self.text_tokens()
+        else:
+            n_text = total - n_hidden
+        text_first = self.layer.stream == "single" or self.layer.text_first
+        text = slice(0, n_text) if text_first else slice(total - n_text, total)
+        image = slice(n_text, total) if text_first else slice(0, total - n_text)
+        call = call.rows(rows)
+        if self.queries == "text":
+            self.sink(self.layer, call.probabilities(text, image).transpose(-1, -2))
+        else:
+            self.sink(self.layer, call.probabilities(image, text))
 
 
 @contextmanager
