@@ -2,8 +2,6 @@
 log-sum-exp is the softmax normaliser over every key, and where torch would not run its CPU
 flash kernel the call is left alone."""
 
-import threading
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -55,17 +53,34 @@ def test_a_call_recording_a_graph_or_with_a_mask_runs_untouched_and_the_normalis
     assert torch.equal(found, expected) and recorder.call.logsumexp is None
 
 
-def test_only_the_first_call_on_the_recording_thread_is_kept():
+def test_only_the_first_call_is_kept_and_a_causal_one_is_not_read():
     q, k, v = qkv()
-    recorder = AttentionCallRecorder()
-    other = []
-    with torch.no_grad(), recorder:
-        thread = threading.Thread(target=lambda: other.append(F.scaled_dot_product_attention(v, v, v)))
-        thread.start()
-        thread.join()
+    with torch.no_grad(), AttentionCallRecorder() as recorder:
         F.scaled_dot_product_attention(q, k, v)
         F.scaled_dot_product_attention(k, q, v)
     assert recorder.call.query is q and recorder.call.key is k
-    with recorder:
-        pass
-    assert recorder.call is None  # each entry starts afresh
+    with torch.no_grad(), AttentionCallRecorder() as recorder:
+        F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert recorder.call is None
+
+
+def test_under_autocast_the_call_keeps_its_bits_and_dtype():
+    q, k, v = qkv()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = F.scaled_dot_product_attention(q, k, v)
+        with AttentionCallRecorder() as recorder:
+            found = F.scaled_dot_product_attention(q, k, v)
+    assert found.dtype == expected.dtype == torch.bfloat16 and torch.equal(found, expected)
+    assert recorder.call.logsumexp is None  # autocast casts below the mode: the kernel is not run by hand
+
+
+def test_a_masked_call_is_read_with_its_mask():
+    q, k, v = qkv()
+    mask = torch.rand(2, 1, 40, 40, generator=torch.Generator().manual_seed(1)) > 0.3
+    mask[..., 0] = True  # every query sees at least one key
+    with torch.no_grad(), AttentionCallRecorder() as recorder:
+        F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    scores = (q @ k.transpose(-1, -2)) / 4.0 + torch.zeros(2, 1, 40, 40).masked_fill(~mask, float("-inf"))
+    expected = scores.softmax(-1)[:, :, :30, 30:]
+    assert torch.allclose(recorder.call.probabilities(slice(0, 30), slice(30, 40)), expected, atol=1e-6)
+    assert torch.allclose(recorder.call.rows(slice(1, 2)).probabilities(slice(0, 30), slice(30, 40)), expected[1:], atol=1e-6)

@@ -70,7 +70,8 @@ def manual_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal
 @pytest.mark.parametrize("layer", ["block.0", "single.1"])
 @pytest.mark.parametrize("queries", ["image", "text"])
 @pytest.mark.parametrize("attention", ["torch", "unseen"])
-def test_flux_probabilities_equal_one_softmax_over_the_whole_rotated_sequence(flux, layer, queries, attention, monkeypatch):
+def test_flux_probabilities_equal_one_softmax_over_the_whole_rotated_sequence(flux, layer, queries, attention, monkeypatch,
+                                                                              normaliser_reads):
     if attention == "unseen":
         monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", manual_attention)
     kind, index = layer.split(".")
@@ -94,6 +95,8 @@ def test_flux_probabilities_equal_one_softmax_over_the_whole_rotated_sequence(fl
         expected = weights[:, :32, 32:]
     assert maps.source == f"{queries} queries"
     assert torch.allclose(found, expected.reshape(2, 32, 4, 4), atol=1e-5)
+    # read from the layer's own call with the kernel's normaliser, or from its projections
+    assert normaliser_reads == ([True] if attention == "torch" else [])
 
 
 def test_a_single_stream_layer_asked_for_self_attention_says_what_it_has(flux):

@@ -124,9 +124,10 @@ class JointWeights:
 
 
 @pytest.mark.parametrize("queries", ["image", "text"])
-def test_sd3_traced_probabilities_equal_one_softmax_over_the_image_then_text_sequence(sd3, queries):
+@pytest.mark.parametrize("block", [0, 1])  # block 1, the last, ends the text stream (context_pre_only)
+def test_sd3_traced_probabilities_equal_one_softmax_over_the_image_then_text_sequence(sd3, queries, block, normaliser_reads):
     options = dict(num_inference_steps=1, output_type="np", max_sequence_length=32, generator=torch.Generator().manual_seed(0))
-    attn = sd3.transformer.transformer_blocks[0].attn
+    attn = sd3.transformer.transformer_blocks[block].attn
     original = attn.processor
     recorder = JointWeights(original)
     attn.set_processor(recorder)
@@ -135,13 +136,14 @@ def test_sd3_traced_probabilities_equal_one_softmax_over_the_image_then_text_seq
     finally:
         attn.set_processor(original)
     options["generator"] = torch.Generator().manual_seed(0)
-    with trace(sd3, layers="block.0", queries=queries) as tr:
+    with trace(sd3, layers=f"block.{block}", queries=queries) as tr:
         sd3(PROMPTS, **options)
     found = tr.attention_maps().maps[tr.layers[0].path]  # (2 prompts, 109 text tokens, 16, 16)
     weights = recorder.weights[0][2:].mean(1)  # the prompts' rows (the unconditional rows come first), heads averaged
     image = 256
     expected = weights[:, :image, image:].transpose(1, 2) if queries == "image" else weights[:, image:, :image]
     assert torch.allclose(found, expected.reshape(2, -1, 16, 16), atol=1e-5)
+    assert normaliser_reads == [True]  # from the layer's own call, with the kernel's normaliser
 
 
 def test_sd3_joint_attention_is_traced_bit_identically_with_words_in_clip_and_t5(sd3):

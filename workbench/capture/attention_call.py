@@ -19,7 +19,6 @@ and only the query and key are kept; the normaliser is then recomputed from them
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
 
 import torch
@@ -27,7 +26,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend
 from torch.overrides import TorchFunctionMode
 
-from .probabilities import text_share
+from .probabilities import JOINT_CHUNK, text_share
 
 _ARGUMENTS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
 
@@ -36,57 +35,80 @@ _ARGUMENTS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "s
 class AttentionCall:
     """One scaled_dot_product_attention call as the model made it.
 
-    query, key: (batch, heads, tokens, head_dim) as passed (the model's dtype).
+    query, key: (batch, heads, tokens, head_dim) as passed (the model's dtype; grouped keys
+        repeated to the query's heads).
     scale: the scores' scale (1/sqrt(head_dim) unless the call named one).
     logsumexp: float32 (batch, heads, queries), log of each query's softmax normaliser over
         all keys, when the kernel gave it; None otherwise.
+    mask: the call's attention mask (boolean: True attends; or added to the scores), if any.
     """
 
     query: torch.Tensor
     key: torch.Tensor
     scale: float
     logsumexp: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
 
     def rows(self, rows: slice) -> "AttentionCall":
         """The same call for batch rows `rows` only."""
-        lse = None if self.logsumexp is None else self.logsumexp[rows]
-        return AttentionCall(self.query[rows], self.key[rows], self.scale, lse)
+        mask = self.mask
+        if mask is not None and mask.dim() == 4 and mask.shape[0] > 1:
+            mask = mask[rows]
+        logsumexp = None if self.logsumexp is None else self.logsumexp[rows]
+        return AttentionCall(self.query[rows], self.key[rows], self.scale, logsumexp, mask)
 
     def probabilities(self, queries: slice, keys: slice) -> torch.Tensor:
         """softmax over all keys of the scaled scores, its `keys` part (a leading or trailing
         run of the keys) for the `queries`, float32 (batch, heads, queries, keys)."""
         wanted = self.key[:, :, keys]
-        if self.logsumexp is None:
-            start, stop, _ = keys.indices(self.key.shape[2])
-            others = torch.cat([self.key[:, :, :start], self.key[:, :, stop:]], dim=2)
-            return text_share(self.query[:, :, queries], others, wanted, self.scale)
-        scores = (self.query[:, :, queries].float() * self.scale) @ wanted.float().transpose(-1, -2)
-        return (scores - self.logsumexp[:, :, queries, None]).exp()
+        q = self.query[:, :, queries]
+        if self.logsumexp is not None:
+            scores = (q.float() * self.scale) @ wanted.float().transpose(-1, -2)
+            return (scores - self.logsumexp[:, :, queries, None]).exp()
+        if self.mask is not None:
+            return self._masked(q, queries, keys)
+        start, stop, _ = keys.indices(self.key.shape[2])
+        others = torch.cat([self.key[:, :, :start], self.key[:, :, stop:]], dim=2)
+        return text_share(q, others, wanted, self.scale)
+
+    def _masked(self, q: torch.Tensor, queries: slice, keys: slice) -> torch.Tensor:
+        """The same with the call's mask, chunked over queries."""
+        mask = self.mask.expand(*q.shape[:2], self.query.shape[2], self.key.shape[2])[:, :, queries]
+        if mask.dtype == torch.bool:
+            mask = torch.zeros(mask.shape, dtype=torch.float32).masked_fill(~mask, float("-inf"))
+        key = self.key.float().transpose(-1, -2)
+        parts = []
+        for begin in range(0, q.shape[2], JOINT_CHUNK):
+            chunk = slice(begin, begin + JOINT_CHUNK)
+            scores = (q[:, :, chunk].float() * self.scale) @ key + mask[:, :, chunk].float()
+            parts.append(scores.softmax(-1)[..., keys])
+        return torch.cat(parts, dim=2)
 
 
 class AttentionCallRecorder(TorchFunctionMode):
-    """Inside `with recorder:`, keeps the first scaled_dot_product_attention call made on this
-    thread as `recorder.call` (None if the processor made none, e.g. another attention backend)."""
+    """Inside `with recorder:` (one recorder per processor call; torch-function modes are
+    per thread), keeps the first scaled_dot_product_attention call as `recorder.call`: None if
+    the processor made none (another attention backend) or made a causal or dropout one."""
 
     def __init__(self):
         super().__init__()
         self.call: AttentionCall | None = None
-        self._thread: int | None = None
-
-    def __enter__(self):
-        self.call, self._thread = None, threading.get_ident()
-        return super().__enter__()
+        self._done = False
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func is not F.scaled_dot_product_attention or self.call is not None or threading.get_ident() != self._thread:
+        if func is not F.scaled_dot_product_attention or self._done:
             return func(*args, **kwargs)
+        self._done = True
         given = dict(zip(_ARGUMENTS, args)) | kwargs
         query, key, value = given["query"], given["key"], given["value"]
-        scale = given.get("scale")
-        scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
+        if given.get("is_causal") or given.get("dropout_p", 0.0) != 0.0 or query.dim() != 4:
+            return func(*args, **kwargs)
+        scale = 1.0 / math.sqrt(query.shape[-1]) if given.get("scale") is None else float(given["scale"])
+        grouped = key.shape[1] != query.shape[1]
+        keys = key.repeat_interleave(query.shape[1] // key.shape[1], dim=1) if grouped else key
         if not _flash_on_cpu(given):
-            self.call = AttentionCall(query, key, scale)
+            self.call = AttentionCall(query, keys, scale, mask=given.get("attn_mask"))
             return func(*args, **kwargs)
         output, logsumexp = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(query, key, value, scale=given.get("scale"))
         self.call = AttentionCall(query, key, scale, logsumexp)
@@ -94,12 +116,13 @@ class AttentionCallRecorder(TorchFunctionMode):
 
 
 def _flash_on_cpu(given: dict) -> bool:
-    """Whether torch would answer this call with its CPU flash kernel, unmasked, and no graph is
-    being recorded (the kernel's log-sum-exp has no gradient)."""
+    """Whether torch would answer this call with its CPU flash kernel on plain tensors as given
+    (no autocast, which casts below this mode), unmasked, and no graph is being recorded (the
+    kernel's log-sum-exp has no gradient)."""
     query, key, value = given["query"], given["key"], given["value"]
-    if query.device.type != "cpu" or given.get("attn_mask") is not None or given.get("is_causal") or given.get("enable_gqa"):
+    if any(type(t) is not torch.Tensor or t.is_nested or t.device.type != "cpu" for t in (query, key, value)):
         return False
-    if given.get("dropout_p", 0.0) != 0.0 or query.dim() != 4:
+    if given.get("attn_mask") is not None or given.get("enable_gqa") or torch.is_autocast_enabled("cpu"):
         return False
     if torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value)):
         return False

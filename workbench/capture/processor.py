@@ -69,7 +69,6 @@ class CaptureProcessor:
         self.text_tokens = text_tokens
         self.queries = queries
         self.seen: dict[str, torch.Tensor] = {}
-        self.recorder = AttentionCallRecorder()
         # diffusers hands a processor only the keyword arguments its __call__ names: name the original's
         self.__call__ = functools.wraps(original.__call__)(functools.partial(CaptureProcessor.__call__, self))
 
@@ -91,10 +90,12 @@ class CaptureProcessor:
     def __call__(self, attn, hidden_states, *args, **kwargs):
         self.seen = {}
         if self.layer.stream in ("joint", "single"):
-            with self.recorder:  # sees the layer's own attention call, changes none of its bits
+            recorder = AttentionCallRecorder()
+            with recorder:  # sees the layer's own attention call, changes none of its bits
                 output = self.original(attn, hidden_states, *args, **kwargs)
-            call = self.recorder.call
-            if call is not None:
+            call = recorder.call
+            # the call's batch is the layer's unless a processor splits it (perturbed guidance)
+            if call is not None and call.query.shape[0] == hidden_states.shape[0]:
                 self.seen = {}
                 self._report_joint(call, hidden_states.shape[1])
                 return output
