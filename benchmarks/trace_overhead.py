@@ -11,7 +11,8 @@ reduced width, 512x512 images (64x64 latents), on the CPU. The store's size is m
 SD3.5 medium (24 joint blocks, the first 13 dual, per-head RMS norms, head dim 64) and of Flux.1
 (19 double-stream and 38 single-stream blocks, rotary positions, head dim 128) at 4 and 2 heads,
 512x512 images, every attention layer streamed; `flux_concepts` adds concept maps for 4
-concepts (ConceptAttention) to the Flux-shaped trace.
+concepts (ConceptAttention) to the Flux-shaped trace. Their runs take seconds, so they get more
+repeats (`--transformer-repeats`).
 
 The cost of reading one heat map at a user's resolution: the SD-shaped trace's maps are saved,
 and a fresh process loads them and times `maps.word("red", prompt=0)` at the default 512 px,
@@ -19,7 +20,7 @@ with the memory it adds (peak resident memory after the call minus resident memo
 goal 0.1 s and 300 MB. The same for `maps.stack()` (every token of every layer upsampled, how
 `word()` worked before) as the reference.
 
-    python benchmarks/trace_overhead.py [--repeats 3]
+    python benchmarks/trace_overhead.py [--repeats 3] [--transformer-repeats 7]
 """
 
 from __future__ import annotations
@@ -142,6 +143,7 @@ def main() -> None:
     parser.add_argument("--sd-width", type=int, default=32, help="channels of the SD-shaped UNet's first block (SD 1.5: 320)")
     parser.add_argument("--sd-steps", type=int, default=3)
     parser.add_argument("--transformer-steps", type=int, default=2)
+    parser.add_argument("--transformer-repeats", type=int, default=7, help="their runs are short (seconds), so noisier: more repeats")
     parser.add_argument("--out", type=Path, default=RESULT)
     parser.add_argument("--measure-call", choices=("word", "stack"), help=argparse.SUPPRESS)  # child process
     parser.add_argument("--maps", type=Path, help=argparse.SUPPRESS)
@@ -172,9 +174,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for family in ("sd3", "flux"):
             pipe = transformer_shaped(family, str(Path(folder) / family))
-            shaped[family] = ratio(pipe, sd_prompts, args.transformer_steps, args.repeats, **options)
+            shaped[family] = ratio(pipe, sd_prompts, args.transformer_steps, args.transformer_repeats, **options)
             if family == "flux":
-                shaped["flux_concepts"] = ratio(pipe, sd_prompts, args.transformer_steps, args.repeats,
+                shaped["flux_concepts"] = ratio(pipe, sd_prompts, args.transformer_steps, args.transformer_repeats,
                                                 concepts=["cat", "sofa", "sky", "dog"], **options)
 
     result = {
@@ -191,7 +193,7 @@ def main() -> None:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "details": {"toy": toy_result, "sd_shaped": sd_result, **{f"{k}_shaped" if k != "flux_concepts" else k: v for k, v in shaped.items()}},
         "settings": {
-            "repeats": args.repeats, "toy": "8 prompts, 25 steps, CFG 3", "sd_shaped": f"1 prompt, {args.sd_steps} steps, 512x512 (64x64 latents), width {args.sd_width}, 2 layers/block",
+            "repeats": args.repeats, "transformer_repeats": args.transformer_repeats, "toy": "8 prompts, 25 steps, CFG 3", "sd_shaped": f"1 prompt, {args.sd_steps} steps, 512x512 (64x64 latents), width {args.sd_width}, 2 layers/block",
             "sd3_shaped": f"1 prompt, {args.transformer_steps} steps, 512x512, CFG (the pipeline's 7.0), 24 joint blocks (13 dual), 4 heads of 64",
             "flux_shaped": f"1 prompt, {args.transformer_steps} steps, 512x512, guidance embedding (no CFG), 19 double + 38 single blocks, 2 heads of 128",
             "flux_concepts": "flux_shaped traced with concepts=['cat', 'sofa', 'sky', 'dog']",
