@@ -20,7 +20,7 @@ with the memory it adds (peak resident memory after the call minus resident memo
 goal 0.1 s and 300 MB. The same for `maps.stack()` (every token of every layer upsampled, how
 `word()` worked before) as the reference.
 
-    python benchmarks/trace_overhead.py [--repeats 3] [--transformer-repeats 7]
+    python benchmarks/trace_overhead.py [--repeats 5] [--transformer-repeats 7]
 """
 
 from __future__ import annotations
@@ -139,8 +139,8 @@ def transformer_shaped(family: str, folder: str):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--sd-width", type=int, default=32, help="channels of the SD-shaped UNet's first block (SD 1.5: 320)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--sd-width", type=int, default=320, help="channels of the SD-shaped UNet's first block (SD 1.5: 320; smaller for a quick run)")
     parser.add_argument("--sd-steps", type=int, default=3)
     parser.add_argument("--transformer-steps", type=int, default=2)
     parser.add_argument("--transformer-repeats", type=int, default=7, help="their runs are short (seconds), so noisier: more repeats")
