@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend
 from torch.overrides import TorchFunctionMode
 
-from .probabilities import JOINT_CHUNK, text_share
+from .probabilities import JOINT_CHUNK
 
 _ARGUMENTS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
 
@@ -58,29 +58,23 @@ class AttentionCall:
         return AttentionCall(self.query[rows], self.key[rows], self.scale, logsumexp, mask)
 
     def probabilities(self, queries: slice, keys: slice) -> torch.Tensor:
-        """softmax over all keys of the scaled scores, its `keys` part (a leading or trailing
-        run of the keys) for the `queries`, float32 (batch, heads, queries, keys)."""
-        wanted = self.key[:, :, keys]
-        q = self.query[:, :, queries]
+        """softmax over all keys of the scaled scores (with the call's mask), its `keys` part
+        for the `queries`, float32 (batch, heads, queries, keys)."""
+        q = self.query[:, :, queries].float() * self.scale
         if self.logsumexp is not None:
-            scores = (q.float() * self.scale) @ wanted.float().transpose(-1, -2)
+            scores = q @ self.key[:, :, keys].float().transpose(-1, -2)
             return (scores - self.logsumexp[:, :, queries, None]).exp()
+        mask = None
         if self.mask is not None:
-            return self._masked(q, queries, keys)
-        start, stop, _ = keys.indices(self.key.shape[2])
-        others = torch.cat([self.key[:, :, :start], self.key[:, :, stop:]], dim=2)
-        return text_share(q, others, wanted, self.scale)
-
-    def _masked(self, q: torch.Tensor, queries: slice, keys: slice) -> torch.Tensor:
-        """The same with the call's mask, chunked over queries."""
-        mask = self.mask.expand(*q.shape[:2], self.query.shape[2], self.key.shape[2])[:, :, queries]
-        if mask.dtype == torch.bool:
-            mask = torch.zeros(mask.shape, dtype=torch.float32).masked_fill(~mask, float("-inf"))
+            mask = self.mask.expand(*q.shape[:2], self.query.shape[2], self.key.shape[2])[:, :, queries]
         key = self.key.float().transpose(-1, -2)
         parts = []
-        for begin in range(0, q.shape[2], JOINT_CHUNK):
+        for begin in range(0, q.shape[2], JOINT_CHUNK):  # bounds the (queries x all keys) scores held at once
             chunk = slice(begin, begin + JOINT_CHUNK)
-            scores = (q[:, :, chunk].float() * self.scale) @ key + mask[:, :, chunk].float()
+            scores = q[:, :, chunk] @ key
+            if mask is not None:
+                part = mask[:, :, chunk]
+                scores = scores.masked_fill(~part, float("-inf")) if part.dtype == torch.bool else scores + part.float()
             parts.append(scores.softmax(-1)[..., keys])
         return torch.cat(parts, dim=2)
 
@@ -111,7 +105,7 @@ class AttentionCallRecorder(TorchFunctionMode):
             self.call = AttentionCall(query, keys, scale, mask=given.get("attn_mask"))
             return func(*args, **kwargs)
         output, logsumexp = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(query, key, value, scale=given.get("scale"))
-        self.call = AttentionCall(query, key, scale, logsumexp)
+        self.call = AttentionCall(query, keys, scale, logsumexp)
         return output
 
 

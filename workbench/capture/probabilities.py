@@ -96,12 +96,11 @@ def single_stream_probabilities(attn, query: torch.Tensor, key: torch.Tensor, n_
     return text_share(q[:, :, n_text:], image, text)
 
 
-def text_share(q: torch.Tensor, k: torch.Tensor, t: torch.Tensor, scale: float | None = None) -> torch.Tensor:
-    """softmax over [keys k; keys t] of q's scaled scores (by `scale`, 1/sqrt(head_dim) unless
-    given), the t part only, float32 (batch, heads, queries, t keys); q, k, t: (batch, heads,
-    tokens, head_dim) as the layer uses them. Chunked over queries."""
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    q, k, t = q.float() * scale, k.float(), t.float()
+def text_share(q: torch.Tensor, k: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """softmax over [keys k; keys t] of q's scaled scores, the t part only, float32 (batch,
+    heads, queries, t keys); q, k, t: (batch, heads, tokens, head_dim) as the layer uses them.
+    Chunked over queries."""
+    q, k, t = q.float() * (1.0 / math.sqrt(q.shape[-1])), k.float(), t.float()
     parts = []
     for start in range(0, q.shape[2], JOINT_CHUNK):
         chunk = q[:, :, start : start + JOINT_CHUNK]
