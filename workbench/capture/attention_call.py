@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend
 from torch.overrides import TorchFunctionMode
 
-from .probabilities import JOINT_CHUNK
+from .probabilities import softmax_part
 
 _ARGUMENTS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
 
@@ -67,16 +67,7 @@ class AttentionCall:
         mask = None
         if self.mask is not None:
             mask = self.mask.expand(*q.shape[:2], self.query.shape[2], self.key.shape[2])[:, :, queries]
-        key = self.key.float().transpose(-1, -2)
-        parts = []
-        for begin in range(0, q.shape[2], JOINT_CHUNK):  # bounds the (queries x all keys) scores held at once
-            chunk = slice(begin, begin + JOINT_CHUNK)
-            scores = q[:, :, chunk] @ key
-            if mask is not None:
-                part = mask[:, :, chunk]
-                scores = scores.masked_fill(~part, float("-inf")) if part.dtype == torch.bool else scores + part.float()
-            parts.append(scores.softmax(-1)[..., keys])
-        return torch.cat(parts, dim=2)
+        return softmax_part(q, self.key.float(), keys, mask)
 
 
 class AttentionCallRecorder(TorchFunctionMode):

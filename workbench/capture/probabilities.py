@@ -98,13 +98,23 @@ def single_stream_probabilities(attn, query: torch.Tensor, key: torch.Tensor, n_
 
 def text_share(q: torch.Tensor, k: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """softmax over [keys k; keys t] of q's scaled scores, the t part only, float32 (batch,
-    heads, queries, t keys); q, k, t: (batch, heads, tokens, head_dim) as the layer uses them.
-    Chunked over queries."""
-    q, k, t = q.float() * (1.0 / math.sqrt(q.shape[-1])), k.float(), t.float()
+    heads, queries, t keys); q, k, t: (batch, heads, tokens, head_dim) as the layer uses them."""
+    scaled = q.float() * (1.0 / math.sqrt(q.shape[-1]))
+    return softmax_part(scaled, torch.cat([k, t], dim=2).float(), slice(k.shape[2], None))
+
+
+def softmax_part(scaled_query: torch.Tensor, key: torch.Tensor, keys: slice, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """softmax over all of `key` (batch, heads, keys, head_dim) of the already scaled queries'
+    scores (batch, heads, queries, head_dim), plus `mask` (batch, heads, queries, all keys;
+    boolean: keep, or additive), its `keys` part, float32 (batch, heads, queries, keys part).
+    Chunked over queries: bounds the (queries x all keys) scores held at once."""
+    key = key.transpose(-1, -2)
     parts = []
-    for start in range(0, q.shape[2], JOINT_CHUNK):
-        chunk = q[:, :, start : start + JOINT_CHUNK]
-        on_image, on_text = chunk @ k.transpose(-1, -2), chunk @ t.transpose(-1, -2)
-        total = torch.logaddexp(on_image.logsumexp(-1, keepdim=True), on_text.logsumexp(-1, keepdim=True))
-        parts.append((on_text - total).exp())
+    for begin in range(0, scaled_query.shape[2], JOINT_CHUNK):
+        chunk = slice(begin, begin + JOINT_CHUNK)
+        scores = scaled_query[:, :, chunk] @ key
+        if mask is not None:
+            part = mask[:, :, chunk]
+            scores = scores.masked_fill(~part, float("-inf")) if part.dtype == torch.bool else scores + part.float()
+        parts.append(scores.softmax(-1)[..., keys])
     return torch.cat(parts, dim=2)
